@@ -1,0 +1,61 @@
+"""Every exception tdv-airflow raises.
+
+The core never imports Airflow, so these derive from built-in exceptions; Airflow
+fails a task on any exception. Messages name the bad value, the rule it broke and,
+where there is one, what to do.
+"""
+
+from __future__ import annotations
+
+
+class TdvError(Exception):
+    """Base class of all tdv-airflow errors."""
+
+
+class InvalidInputError(TdvError, ValueError):
+    """An argument is wrong; raised before anything is created in AWS."""
+
+
+class ArtifactError(TdvError):
+    """A deployment artifact could not be built, pickled or uploaded."""
+
+
+class TemplateError(InvalidInputError):
+    """The CloudFormation template is missing, unreadable or lacks what we need."""
+
+
+class StackNotFoundError(TdvError):
+    """The CloudFormation stack does not exist."""
+
+    def __init__(self, stack_name: str) -> None:
+        super().__init__(f"CloudFormation stack {stack_name!r} does not exist")
+        self.stack_name = stack_name
+
+
+class StackFailedError(TdvError):
+    """The stack reached a failure state (or one from which only delete is possible)."""
+
+    def __init__(self, stack_name: str, status: str, reason: str | None = None,
+                 failed_event: str | None = None) -> None:
+        msg = f"CloudFormation stack {stack_name!r} is {status}"
+        if reason:
+            msg += f": {reason}"
+        if failed_event:
+            msg += f"; first failed resource: {failed_event}"
+        super().__init__(msg)
+        self.stack_name = stack_name
+        self.status = status
+        self.reason = reason
+        self.failed_event = failed_event
+
+
+class StackExistsError(TdvError):
+    """The stack exists and the caller asked to fail in that case."""
+
+
+class StackTimeoutError(TdvError):
+    """The stack did not reach a final state in the time allowed."""
+
+
+class LocalAwsError(TdvError):
+    """The embedded local AWS (moto server) could not be started or reached."""
