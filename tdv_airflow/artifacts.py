@@ -1,0 +1,132 @@
+"""Build the deployment artifacts as bytes with their SHA-256 digests.
+
+Every builder is deterministic: the same inputs give the same bytes, hence the same
+digest and the same content-addressed S3 key (see :mod:`tdv_airflow.s3_store`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tdv_airflow.exceptions import ArtifactError, InvalidInputError
+from tdv_airflow.pickling import dumps_by_value
+from tdv_airflow.resources import LAMBDA_SOURCE_NAME
+
+#: A fixed timestamp for zip entries (the zip format's epoch), so bytes never vary.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+_SKIP_PARTS = {"__pycache__", "tests", "test"}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One file to upload.
+
+    :param kind: what it is: ``layer``, ``prepro_fn``, ``lambda_code`` or ``template``.
+    :param filename: the file name under its content-addressed prefix.
+    :param data: the bytes.
+    """
+
+    kind: str
+    filename: str
+    data: bytes
+
+    @property
+    def sha256(self) -> str:
+        """Lowercase hex SHA-256 of :attr:`data`."""
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def _deterministic_zip(entries: Iterable[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, data, compresslevel=9)
+    return buf.getvalue()
+
+
+def _read_file(path: str | Path, what: str) -> bytes:
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidInputError(f"{what} {str(p)!r} does not exist or is not a file")
+    return p.read_bytes()
+
+
+def package_files(package: str) -> list[tuple[str, bytes]]:
+    """The source files of an installed package, as ``(path_in_layer, bytes)``.
+
+    :param package: an importable top-level package name, e.g. ``"dill"``.
+    """
+    import importlib
+
+    module = importlib.import_module(package)
+    root = Path(module.__file__ or "").parent
+    files = []
+    for path in root.rglob("*"):
+        rel = path.relative_to(root.parent)
+        if path.is_file() and not _SKIP_PARTS.intersection(rel.parts) and path.suffix != ".pyc":
+            files.append((f"python/{rel.as_posix()}", path.read_bytes()))
+    if not files:
+        raise ArtifactError(f"package {package!r} has no files to put in a layer")
+    return files
+
+
+def build_layer(layer_zip_local_path: str | Path | None = None) -> Artifact:
+    """The Lambda layer: the installed ``dill`` laid out as ``python/dill/...``.
+
+    :param layer_zip_local_path: a ready-made layer zip to use instead.
+    """
+    if layer_zip_local_path is not None:
+        data = _read_file(layer_zip_local_path, "layer_zip_local_path")
+        if not zipfile.is_zipfile(io.BytesIO(data)):
+            raise InvalidInputError(f"layer_zip_local_path {str(layer_zip_local_path)!r} "
+                                    "is not a zip file")
+        return Artifact("layer", "layer.zip", data)
+    return Artifact("layer", "layer.zip", _deterministic_zip(package_files("dill")))
+
+
+def build_lambda_code(source_path: str | Path) -> Artifact:
+    """The function's code zip, holding the request processor at its root.
+
+    :param source_path: a ``.py`` file (zipped as ``lbd_request_processor.py``) or a
+        ready-made ``.zip``.
+    """
+    data = _read_file(source_path, "deployment_lbd_local_path")
+    if str(source_path).endswith(".zip"):
+        if not zipfile.is_zipfile(io.BytesIO(data)):
+            raise InvalidInputError(f"deployment_lbd_local_path {str(source_path)!r} "
+                                    "is not a zip file")
+        return Artifact("lambda_code", "lambda_code.zip", data)
+    try:
+        compile(data, str(source_path), "exec")
+    except SyntaxError as exc:
+        raise InvalidInputError(f"deployment_lbd_local_path {str(source_path)!r} is not "
+                                f"valid Python: {exc}") from exc
+    return Artifact("lambda_code", "lambda_code.zip",
+                    _deterministic_zip([(LAMBDA_SOURCE_NAME, data)]))
+
+
+def build_prepro_fn(prepro_fn: Callable[..., Any], by_value_modules: Iterable[str] = ()
+                    ) -> Artifact:
+    """The preprocessing function, pickled by value with dill.
+
+    :param prepro_fn: the user's function.
+    :param by_value_modules: further modules whose functions must travel by value.
+    """
+    return Artifact("prepro_fn", "prepro_fn.pkl", dumps_by_value(prepro_fn, by_value_modules))
+
+
+def build_template(data: bytes) -> Artifact:
+    """The CloudFormation template, already read and checked.
+
+    :param data: the template's bytes.
+    """
+    return Artifact("template", "stack_template.json", data)

@@ -1,0 +1,103 @@
+"""Credentials for the framework-free API, and the clients the core uses.
+
+Airflow users never touch this: the hook builds :class:`AwsClients` from a connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+
+@dataclass(frozen=True)
+class UserAwsAuth:
+    """AWS credentials given by value.
+
+    :param aws_access_key_id: the access key id.
+    :param aws_secret_access_key: the secret key (never shown in ``repr``).
+    :param aws_session_token: an optional session token (temporary credentials).
+    :param endpoint_url: an optional endpoint for every service (e.g. a local emulator).
+    """
+
+    aws_access_key_id: str
+    aws_secret_access_key: str = field(repr=False)
+    aws_session_token: str | None = field(default=None, repr=False)
+    endpoint_url: str | None = None
+
+    def session(self, region_name: str) -> Any:
+        """A boto3 Session holding these credentials.
+
+        :param region_name: the session's region.
+        """
+        import boto3
+
+        return boto3.Session(
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key,
+            aws_session_token=self.aws_session_token,
+            region_name=region_name,
+        )
+
+
+class AwsClients:
+    """Lazily created boto3 clients, one per service, all in one region.
+
+    :param factory: makes a client from a service name (``"s3"`` ...).
+    :param region_name: the region the clients use.
+    """
+
+    def __init__(self, factory: Callable[[str], Any], region_name: str) -> None:
+        self._factory = factory
+        self.region_name = region_name
+
+    @classmethod
+    def from_auth(cls, auth_object: Any, region_name: str) -> AwsClients:
+        """Clients from a boto3 Session, a :class:`UserAwsAuth`, or ``None`` (default chain).
+
+        :param auth_object: the credentials.
+        :param region_name: the region.
+        """
+        from botocore.config import Config
+
+        from tdv_airflow.exceptions import InvalidInputError
+
+        config = Config(retries={"mode": "standard", "max_attempts": 5},
+                        connect_timeout=10, read_timeout=60)
+        endpoint_url = None
+        if isinstance(auth_object, UserAwsAuth):
+            session = auth_object.session(region_name)
+            endpoint_url = auth_object.endpoint_url
+        elif auth_object is None:
+            import boto3
+
+            session = boto3.Session(region_name=region_name)
+        elif hasattr(auth_object, "client") and hasattr(auth_object, "get_credentials"):
+            session = auth_object
+        else:
+            raise InvalidInputError(
+                f"auth_object must be a boto3.Session or a tdv_airflow.UserAwsAuth, got "
+                f"{type(auth_object).__name__}"
+            )
+
+        def factory(service: str) -> Any:
+            return session.client(service, region_name=region_name,
+                                  endpoint_url=endpoint_url, config=config)
+
+        return cls(factory, region_name)
+
+    @cached_property
+    def s3(self) -> Any:
+        """The S3 client."""
+        return self._factory("s3")
+
+    @cached_property
+    def cloudformation(self) -> Any:
+        """The CloudFormation client."""
+        return self._factory("cloudformation")
+
+    @cached_property
+    def lambda_(self) -> Any:
+        """The Lambda client."""
+        return self._factory("lambda")

@@ -1,0 +1,176 @@
+"""``Deploy``: the framework-free API of the original easyTDV spec.
+
+::
+
+    from tdv_airflow import Deploy, UserAwsAuth
+
+    d = Deploy(bucket="my-models", model_s3_key="iris/v3/model.pkl", prepro_fn=prepare,
+               auth_object=boto3.Session(), region="eu-west-1", stack_name="iris")
+    resp = d.prepare_deployment()
+    print(d.deploy(resp, invoke_mode=0))   # {"api_name": ..., "api_endpoint": ...}
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from tdv_airflow import deployment, stacks
+from tdv_airflow.auth import AwsClients, UserAwsAuth
+from tdv_airflow.exceptions import StackNotFoundError
+from tdv_airflow.pickling import resolve_callable
+from tdv_airflow.validation import check_invoke_mode, check_stack_name
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Deploy", "UserAwsAuth"]
+
+
+def default_stack_name(model_s3_key: str) -> str:
+    """``tdv-`` and the model key's letters and digits, e.g. ``tdv-iris-v3-model-pkl``.
+
+    :param model_s3_key: the model key.
+    """
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", model_s3_key).strip("-")
+    return f"tdv-{slug}"[:128].rstrip("-")
+
+
+class Deploy:
+    """Deploy a trained model as Lambda + API Gateway, without Airflow.
+
+    :param bucket: bucket holding the model; the artifacts are uploaded there too.
+    :param model_s3_key: the trained model's key.
+    :param prepro_fn: preprocessing function (or ``"pkg.module:function"``) applied to the
+        request's JSON before ``model.predict``; pickled by value.
+    :param auth_object: a boto3 ``Session`` or a :class:`UserAwsAuth`; ``None`` uses
+        boto3's default credential chain.
+    :param template_stack_local_path: a custom CloudFormation template (default: shipped).
+    :param deployment_lbd_local_path: a custom request processor (default: shipped).
+    :param layer_zip_local_path: a ready-made dill layer zip (default: built from the
+        installed dill).
+    :param workdir: a folder where a copy of each built artifact is written (for
+        inspection); nothing is written when ``None``.
+    :param region: the AWS region.
+    :param stack_name: the stack name (default: derived from ``model_s3_key``).
+    :param s3_prefix: prefix of the artifact keys.
+    :param poll_interval: seconds between status polls in synchronous mode.
+    :param max_attempts: polls before synchronous mode gives up.
+    :param stack_parameters: further template parameters (e.g. ``{"StageName": "v1"}``).
+    :param by_value_modules: further modules whose functions are pickled by value.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        model_s3_key: str,
+        prepro_fn: Callable[..., Any] | str,
+        auth_object: Any = None,
+        template_stack_local_path: str | Path | None = None,
+        deployment_lbd_local_path: str | Path | None = None,
+        layer_zip_local_path: str | Path | None = None,
+        workdir: str | Path | None = None,
+        region: str = "us-west-1",
+        *,
+        stack_name: str | None = None,
+        s3_prefix: str = "tdv-airflow",
+        poll_interval: float = 5.0,
+        max_attempts: int = 360,
+        stack_parameters: Mapping[str, Any] | None = None,
+        by_value_modules: Iterable[str] = (),
+    ) -> None:
+        self.bucket = bucket
+        self.model_s3_key = model_s3_key
+        self.prepro_fn = resolve_callable(prepro_fn)
+        self.template_stack_local_path = template_stack_local_path
+        self.deployment_lbd_local_path = deployment_lbd_local_path
+        self.layer_zip_local_path = layer_zip_local_path
+        self.workdir = Path(workdir) if workdir else None
+        self.region = region
+        self.stack_name = check_stack_name(stack_name or default_stack_name(model_s3_key))
+        self.s3_prefix = s3_prefix
+        self.poll_interval = poll_interval
+        self.max_attempts = max_attempts
+        self.stack_parameters = dict(stack_parameters or {})
+        self.by_value_modules = tuple(by_value_modules)
+        self.clients = AwsClients.from_auth(auth_object, region)
+        self.last_prepare: deployment.PrepareResult | None = None
+
+    def prepare_deployment(self) -> dict[str, Any]:
+        """Upload the layer, the pickled function, the template and the function code.
+
+        Keys are content-addressed: a second call with unchanged inputs uploads nothing.
+
+        :returns: ``s3_lbd_key``, ``url_s3_stack_template``, ``s3_prepro_fn_location`` and
+            the rest of the prepare contract.
+        """
+        result = deployment.prepare(
+            self.clients, self.bucket, self.model_s3_key, self.prepro_fn,
+            self.template_stack_local_path, self.deployment_lbd_local_path,
+            self.layer_zip_local_path, self.s3_prefix, self.by_value_modules,
+        )
+        self.last_prepare = result
+        if self.workdir:
+            self._save_copies(result.response)
+        return result.response
+
+    def _save_copies(self, response: Mapping[str, Any]) -> None:
+        assert self.workdir is not None
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for key in (response["s3_lbd_key"], response["s3_layer_key"],
+                    response["s3_prepro_fn_location"], response["s3_template_key"]):
+            self.clients.s3.download_file(self.bucket, key,
+                                          str(self.workdir / key.rsplit("/", 1)[-1]))
+
+    def create_stack(self, prepare_env_response: Mapping[str, Any], invoke_mode: int = 0,
+                     stack_name: str | None = None) -> dict[str, Any]:
+        """Create (or update) the deployment stack.
+
+        :param prepare_env_response: what :meth:`prepare_deployment` returned.
+        :param invoke_mode: 0 waits until the stack is complete (raising if it fails) and
+            returns ``stack_id`` and ``stack_name``; 1 returns at once with the status.
+        :param stack_name: overrides the instance's stack name.
+        """
+        mode = check_invoke_mode(invoke_mode)
+        name = check_stack_name(stack_name or self.stack_name)
+        created = deployment.create_stack(
+            self.clients, prepare_env_response, name, parameters=self.stack_parameters,
+            poll_interval=self.poll_interval)
+        if mode == 1:
+            return created
+        stack = stacks.wait_for_stack(self.clients.cloudformation, created["stack_id"],
+                                      self.poll_interval, self.max_attempts)
+        return {**stacks.summary(stack), "operation": created["operation"]}
+
+    def get_clf_stack_status(self, stack_name: str | None = None) -> str:
+        """The stack's status, e.g. ``CREATE_COMPLETE``.
+
+        :param stack_name: the stack (default: the instance's).
+        :raises StackNotFoundError: when the stack does not exist.
+        """
+        name = stack_name or self.stack_name
+        stack = stacks.describe(self.clients.cloudformation, name)
+        if stack is None:
+            raise StackNotFoundError(name)
+        return str(stack["StackStatus"])
+
+    def deploy(self, prepare_env_response: Mapping[str, Any] | None = None,
+               invoke_mode: int = 0) -> dict[str, Any]:
+        """Create the stack and return the API's name and endpoint.
+
+        :param prepare_env_response: what :meth:`prepare_deployment` returned (prepared
+            now when ``None``).
+        :param invoke_mode: 0 waits for the stack; 1 returns at once, and the endpoint
+            is then ``None`` until the stack completes.
+        :returns: ``api_name``, ``api_endpoint``, plus ``stack_name``, ``stack_status``
+            and the stack ``outputs``.
+        """
+        check_invoke_mode(invoke_mode)
+        response = prepare_env_response or self.prepare_deployment()
+        created = self.create_stack(response, invoke_mode)
+        stack = stacks.describe(self.clients.cloudformation, created["stack_id"])
+        if stack is None:
+            raise StackNotFoundError(created["stack_name"])
+        return deployment.endpoint_of(stack)

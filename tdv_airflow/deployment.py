@@ -1,0 +1,227 @@
+"""The deployment core shared by the ``Deploy`` class and the Airflow operators.
+
+:func:`prepare` checks every input, builds the artifacts and uploads what S3 does not
+hold yet; :func:`create_stack` turns its result into a stack; :func:`endpoint_of` reads
+the endpoint back. Nothing here imports Airflow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tdv_airflow import artifacts, s3_store, stacks
+from tdv_airflow.auth import AwsClients
+from tdv_airflow.exceptions import InvalidInputError
+from tdv_airflow.resources import default_lambda_source_path, default_template_path
+from tdv_airflow.template import build_parameters, read_template
+from tdv_airflow.validation import (
+    check_bucket_name,
+    check_callable,
+    check_s3_key,
+    check_stack_name,
+    lambda_runtime,
+)
+
+log = logging.getLogger(__name__)
+
+#: Keys every prepare result carries (the seed's three first).
+PREPARE_KEYS = ("s3_lbd_key", "url_s3_stack_template", "s3_prepro_fn_location", "bucket",
+                "model_s3_key", "s3_layer_key", "sha256", "runtime", "python_version",
+                "dill_version", "template_parameters")
+
+
+@dataclass
+class PrepareResult:
+    """What :func:`prepare` did.
+
+    :param response: the prepare contract (JSON-serialisable, the same on every retry).
+    :param uploaded: the artifact kinds whose bytes were sent this time.
+    :param bytes_sent: how many bytes were uploaded this time.
+    """
+
+    response: dict[str, Any]
+    uploaded: list[str] = field(default_factory=list)
+    bytes_sent: int = 0
+
+
+def prepare(
+    clients: AwsClients,
+    bucket: str,
+    model_s3_key: str,
+    prepro_fn: Callable[..., Any],
+    template_stack_local_path: str | Path | None = None,
+    deployment_lbd_local_path: str | Path | None = None,
+    layer_zip_local_path: str | Path | None = None,
+    s3_prefix: str = s3_store.DEFAULT_PREFIX,
+    by_value_modules: Iterable[str] = (),
+) -> PrepareResult:
+    """Check the inputs, build the artifacts and upload those S3 does not hold yet.
+
+    Every check runs before the first upload, so bad input leaves nothing behind.
+
+    :param clients: boto3 clients.
+    :param bucket: the bucket holding the model; artifacts go there too.
+    :param model_s3_key: the trained model's key.
+    :param prepro_fn: the preprocessing function (pickled by value).
+    :param template_stack_local_path: a custom CloudFormation template.
+    :param deployment_lbd_local_path: a custom request processor (``.py`` or ``.zip``).
+    :param layer_zip_local_path: a ready-made dill layer zip.
+    :param s3_prefix: the prefix of the artifact keys.
+    :param by_value_modules: further modules whose functions are pickled by value.
+    """
+    import dill
+
+    check_bucket_name(bucket)
+    check_s3_key(model_s3_key, "model_s3_key")
+    check_callable(prepro_fn)
+    runtime = lambda_runtime()
+    template_bytes, template_body = read_template(
+        template_stack_local_path or default_template_path())
+    built = [
+        artifacts.build_layer(layer_zip_local_path),
+        artifacts.build_prepro_fn(prepro_fn, by_value_modules),
+        artifacts.build_lambda_code(deployment_lbd_local_path or default_lambda_source_path()),
+        artifacts.build_template(template_bytes),
+    ]
+    s3_store.check_bucket(clients.s3, bucket)
+    model_sha256 = s3_store.object_sha256(clients.s3, bucket, model_s3_key)
+
+    result = PrepareResult(response={})
+    keys: dict[str, str] = {}
+    for artifact in built:
+        key, sent = s3_store.upload_artifact(clients.s3, bucket, s3_prefix, artifact)
+        keys[artifact.kind] = key
+        if sent:
+            result.uploaded.append(artifact.kind)
+            result.bytes_sent += len(artifact.data)
+        log.info("%s: s3://%s/%s (%s)", artifact.kind, bucket, key,
+                 "uploaded" if sent else "already there, not sent again")
+    result.response = {
+        "s3_lbd_key": keys["lambda_code"],
+        "url_s3_stack_template": s3_store.template_url(bucket, keys["template"],
+                                                       clients.region_name),
+        "s3_prepro_fn_location": keys["prepro_fn"],
+        "bucket": bucket,
+        "model_s3_key": model_s3_key,
+        "s3_layer_key": keys["layer"],
+        "s3_template_key": keys["template"],
+        "sha256": {"model": model_sha256, **{a.kind: a.sha256 for a in built}},
+        "runtime": runtime,
+        "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
+        "dill_version": dill.__version__,
+        "template_parameters": sorted(template_body.get("Parameters") or {}),
+    }
+    return result
+
+
+def check_prepare_response(response: Any) -> Mapping[str, Any]:
+    """Return ``response`` if it is a prepare result.
+
+    :param response: what the prepare step returned (e.g. through XCom).
+    :raises InvalidInputError: when it is not a mapping with the prepare keys.
+    """
+    if not isinstance(response, Mapping):
+        raise InvalidInputError(
+            f"prepare_env_response must be the dict returned by prepare_deployment() "
+            f"(or PrepareDeploymentOperator's XCom), got {type(response).__name__}")
+    missing = [k for k in PREPARE_KEYS if k not in response]
+    if missing:
+        raise InvalidInputError(f"prepare_env_response lacks the keys {missing}; pass the "
+                                "dict returned by prepare_deployment() unchanged")
+    return response
+
+
+def function_name_for(stack_name: str) -> str:
+    """A Lambda function name (at most 64 characters) derived from the stack name.
+
+    :param stack_name: a valid stack name.
+    """
+    if len(stack_name) <= 64:
+        return stack_name
+    digest = hashlib.sha256(stack_name.encode()).hexdigest()[:8]
+    return f"{stack_name[:55]}-{digest}"
+
+
+def stack_parameters(response: Mapping[str, Any], stack_name: str,
+                     extra: Mapping[str, Any] | None = None) -> list[dict[str, str]]:
+    """The CloudFormation parameters for a prepare result.
+
+    :param response: the prepare result.
+    :param stack_name: the stack name.
+    :param extra: further template parameters (e.g. ``{"StageName": "v1"}``).
+    """
+    digests = response["sha256"]
+    values: dict[str, Any] = {
+        "ArtifactBucket": response["bucket"],
+        "ModelKey": response["model_s3_key"],
+        "ModelSha256": digests["model"],
+        "PreproKey": response["s3_prepro_fn_location"],
+        "PreproSha256": digests["prepro_fn"],
+        "CodeKey": response["s3_lbd_key"],
+        "CodeSha256": digests["lambda_code"],
+        "LayerKey": response["s3_layer_key"],
+        "LayerSha256": digests["layer"],
+        "Runtime": response["runtime"],
+        "PicklePythonVersion": response["python_version"],
+        "DillVersion": response["dill_version"],
+        "FunctionName": function_name_for(stack_name),
+        **(extra or {}),
+    }
+    declared = {name: {} for name in response["template_parameters"]}
+    return build_parameters({"Parameters": declared}, values)
+
+
+def create_stack(
+    clients: AwsClients,
+    prepare_response: Mapping[str, Any],
+    stack_name: str,
+    parameters: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    on_exists: str = "update",
+    client_request_token: str | None = None,
+    poll_interval: float = 5.0,
+) -> dict[str, Any]:
+    """Create or update the deployment stack (does not wait for it to finish).
+
+    :param clients: boto3 clients.
+    :param prepare_response: the prepare result.
+    :param stack_name: the stack name.
+    :param parameters: further template parameters.
+    :param tags: stack tags.
+    :param on_exists: ``"update"``, ``"skip"`` or ``"fail"`` when the stack exists.
+    :param client_request_token: idempotency token.
+    :param poll_interval: seconds between polls while a stack in progress is waited for.
+    :returns: the create contract (``stack_id``, ``stack_name``, ``stack_status``,
+        ``operation``).
+    """
+    check_stack_name(stack_name)
+    response = check_prepare_response(prepare_response)
+    params = stack_parameters(response, stack_name, parameters)
+    return stacks.create_or_update(
+        clients.cloudformation, stack_name, response["url_s3_stack_template"], params,
+        tags={"tdv-airflow:model": str(response["model_s3_key"])[:256], **(tags or {})},
+        on_exists=on_exists, client_request_token=client_request_token,
+        poll_interval=poll_interval,
+    )
+
+
+def endpoint_of(stack: Mapping[str, Any]) -> dict[str, Any]:
+    """The sensor contract of a finished stack.
+
+    :param stack: a ``describe_stacks`` entry.
+    """
+    outputs = stacks.outputs_of(stack)
+    return {
+        "stack_name": stack["StackName"],
+        "stack_id": stack["StackId"],
+        "stack_status": stack["StackStatus"],
+        "api_name": outputs.get("ApiName"),
+        "api_endpoint": outputs.get("ApiEndpoint"),
+        "outputs": outputs,
+    }

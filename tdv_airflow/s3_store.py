@@ -1,0 +1,128 @@
+"""Content-addressed storage of artifacts in S3.
+
+Key layout: ``{prefix}/{kind}/{sha256}/{filename}``, e.g.
+``tdv-airflow/prepro_fn/9f2c.../prepro_fn.pkl``. The same bytes always get the same key,
+so a retry uploads nothing, and a changed artifact gets a new key, which makes
+CloudFormation redeploy the Lambda code (it ignores an unchanged ``S3Key``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+from tdv_airflow.artifacts import Artifact
+from tdv_airflow.exceptions import ArtifactError, InvalidInputError
+
+DEFAULT_PREFIX = "tdv-airflow"
+_CHUNK = 8 * 1024 * 1024
+
+
+def artifact_key(prefix: str, artifact: Artifact) -> str:
+    """The content-addressed key of ``artifact``.
+
+    :param prefix: the key prefix (no trailing slash).
+    :param artifact: the artifact.
+    """
+    return f"{prefix.strip('/')}/{artifact.kind}/{artifact.sha256}/{artifact.filename}"
+
+
+def _error_code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def check_bucket(s3: Any, bucket: str) -> None:
+    """Fail clearly when ``bucket`` is missing or not ours to use.
+
+    :param s3: a boto3 S3 client.
+    :param bucket: the bucket name.
+    """
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except s3.exceptions.ClientError as exc:
+        code = _error_code(exc)
+        if code in {"404", "NoSuchBucket", "NotFound"}:
+            raise InvalidInputError(f"S3 bucket {bucket!r} does not exist; create it first "
+                                    "or pass an existing bucket") from exc
+        if code in {"403", "AccessDenied", "Forbidden"}:
+            raise InvalidInputError(f"S3 bucket {bucket!r} exists but these credentials may "
+                                    "not use it (403 on HeadBucket)") from exc
+        raise
+
+
+def object_sha256(s3: Any, bucket: str, key: str, what: str = "model_s3_key") -> str:
+    """SHA-256 (hex) of an object already in S3.
+
+    Uses the stored full-object SHA-256 checksum when the uploader sent one (free);
+    otherwise streams the object once.
+
+    :param s3: a boto3 S3 client.
+    :param bucket: the bucket.
+    :param key: the object key.
+    :param what: the argument that named the key, for the message.
+    :raises InvalidInputError: when the object does not exist.
+    """
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    except s3.exceptions.ClientError as exc:
+        if _error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
+            raise InvalidInputError(
+                f"{what} {key!r} does not exist in bucket {bucket!r}; expected the key the "
+                "training task wrote"
+            ) from exc
+        raise
+    checksum = head.get("ChecksumSHA256")
+    if checksum and "-" not in checksum and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
+        return base64.b64decode(checksum).hex()
+    digest = hashlib.sha256()
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    for chunk in iter(lambda: body.read(_CHUNK), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def upload_artifact(s3: Any, bucket: str, prefix: str, artifact: Artifact) -> tuple[str, bool]:
+    """Upload ``artifact`` under its content-addressed key unless it is already there.
+
+    :param s3: a boto3 S3 client.
+    :param bucket: the bucket.
+    :param prefix: the key prefix.
+    :param artifact: the artifact.
+    :returns: the key, and whether bytes were sent.
+    """
+    key = artifact_key(prefix, artifact)
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+        if head.get("Metadata", {}).get("sha256") == artifact.sha256:
+            return key, False
+    except s3.exceptions.ClientError as exc:
+        if _error_code(exc) not in {"404", "NoSuchKey", "NotFound"}:
+            raise ArtifactError(f"cannot check s3://{bucket}/{key}: {exc}") from exc
+    try:
+        s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=artifact.data,
+            ChecksumSHA256=base64.b64encode(bytes.fromhex(artifact.sha256)).decode(),
+            Metadata={"sha256": artifact.sha256},
+            ServerSideEncryption="AES256",
+        )
+    except s3.exceptions.ClientError as exc:
+        raise ArtifactError(f"upload of {artifact.kind} to s3://{bucket}/{key} failed: "
+                            f"{exc}") from exc
+    return key, True
+
+
+def template_url(bucket: str, key: str, region: str) -> str:
+    """The HTTPS URL CloudFormation reads a template from.
+
+    :param bucket: the bucket.
+    :param key: the template's key.
+    :param region: the bucket's region.
+    """
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    host = "s3" if region == "us-east-1" else f"s3.{region}"
+    if "." in bucket:  # a dotted bucket breaks virtual-host TLS: use the path style
+        return f"https://{host}.{suffix}/{bucket}/{key}"
+    return f"https://{bucket}.{host}.{suffix}/{key}"

@@ -1,0 +1,130 @@
+"""Checks of user input, run before anything is created in AWS.
+
+Each check raises :class:`~tdv_airflow.exceptions.InvalidInputError` naming the value
+and the rule it broke.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from tdv_airflow.exceptions import InvalidInputError
+
+#: CloudFormation's rule for stack names.
+STACK_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
+#: S3 bucket naming rules (general purpose buckets), without the IP-address form.
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+#: Python minors that AWS Lambda runs, and the matching runtime identifiers.
+LAMBDA_RUNTIMES = {(3, 11): "python3.11", (3, 12): "python3.12", (3, 13): "python3.13"}
+
+
+def check_stack_name(stack_name: Any) -> str:
+    """Return ``stack_name`` if CloudFormation accepts it.
+
+    :param stack_name: the candidate name.
+    :raises InvalidInputError: when it breaks ``^[A-Za-z][A-Za-z0-9-]{0,127}$``.
+    """
+    if not isinstance(stack_name, str) or not STACK_NAME_RE.match(stack_name):
+        raise InvalidInputError(
+            f"invalid stack name {stack_name!r}: a stack name starts with a letter and "
+            "holds only letters, digits and hyphens, at most 128 characters "
+            f"(pattern {STACK_NAME_RE.pattern}); use tdv_airflow.naming.stack_name_from() "
+            "to build one from a run id"
+        )
+    return stack_name
+
+
+def check_bucket_name(bucket: Any) -> str:
+    """Return ``bucket`` if it is a valid S3 bucket name.
+
+    :param bucket: the candidate name.
+    :raises InvalidInputError: when it breaks the S3 naming rules.
+    """
+    ok = (
+        isinstance(bucket, str)
+        and BUCKET_RE.match(bucket) is not None
+        and ".." not in bucket
+        and not re.fullmatch(r"\d+\.\d+\.\d+\.\d+", bucket)
+    )
+    if not ok:
+        raise InvalidInputError(
+            f"invalid S3 bucket name {bucket!r}: expected 3-63 characters of lowercase "
+            "letters, digits, dots and hyphens, starting and ending with a letter or digit"
+        )
+    return bucket
+
+
+def check_s3_key(key: Any, what: str) -> str:
+    """Return ``key`` if it is a usable S3 object key.
+
+    :param key: the candidate key.
+    :param what: what the key names, for the message (e.g. ``"model_s3_key"``).
+    """
+    if not isinstance(key, str) or not key or key.startswith("/") or len(key.encode()) > 1024:
+        raise InvalidInputError(
+            f"invalid {what} {key!r}: expected a non-empty S3 object key of at most 1024 "
+            "bytes, without a leading '/'"
+        )
+    return key
+
+
+def check_callable(fn: Any, what: str = "prepro_fn") -> Callable[..., Any]:
+    """Return ``fn`` if it can be called.
+
+    :param fn: the candidate function.
+    :param what: the argument's name, for the message.
+    """
+    if not callable(fn):
+        raise InvalidInputError(
+            f"{what} must be a callable (a function taking the request's JSON payload), "
+            f"got {fn!r} of type {type(fn).__name__}"
+        )
+    return fn
+
+
+def lambda_runtime(version: tuple[int, int] | None = None) -> str:
+    """The Lambda runtime matching a Python version (default: this interpreter's).
+
+    A dill pickle only loads on the Python minor that wrote it, so the function must run
+    on the worker's own minor version.
+
+    :param version: ``(major, minor)``; this interpreter's when ``None``.
+    :raises InvalidInputError: when Lambda has no runtime for that version.
+    """
+    ver = version or (sys.version_info.major, sys.version_info.minor)
+    try:
+        return LAMBDA_RUNTIMES[ver]
+    except KeyError:
+        supported = ", ".join(f"{a}.{b}" for a, b in sorted(LAMBDA_RUNTIMES))
+        raise InvalidInputError(
+            f"Python {ver[0]}.{ver[1]} has no AWS Lambda runtime supported by tdv-airflow "
+            f"(supported: {supported}); the function is pickled with dill, which needs the "
+            "same Python minor version in Lambda: run the deployment on a supported Python"
+        ) from None
+
+
+def check_invoke_mode(invoke_mode: Any) -> int:
+    """Return ``invoke_mode`` if it is 0 (synchronous) or 1 (asynchronous).
+
+    :param invoke_mode: the candidate mode.
+    """
+    if invoke_mode not in (0, 1) or isinstance(invoke_mode, bool):
+        raise InvalidInputError(
+            f"invalid invoke_mode {invoke_mode!r}: expected 0 (synchronous: wait for the "
+            "stack) or 1 (asynchronous: return at once with its status)"
+        )
+    return int(invoke_mode)
+
+
+def check_positive(value: Any, what: str) -> float:
+    """Return ``value`` if it is a number above zero.
+
+    :param value: the candidate number.
+    :param what: the argument's name, for the message.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise InvalidInputError(f"{what} must be a number above 0, got {value!r}")
+    return value
