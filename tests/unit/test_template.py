@@ -1,0 +1,89 @@
+"""The shipped template lints clean and declares what the core passes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tdv_airflow.exceptions import TemplateError
+from tdv_airflow.resources import default_template_path
+from tdv_airflow.template import (
+    REQUIRED_OUTPUTS,
+    REQUIRED_PARAMETERS,
+    build_parameters,
+    parse_template,
+    read_template,
+)
+
+
+def test_cfn_lint_reports_nothing() -> None:
+    from cfnlint.api import lint_all
+
+    matches = lint_all(default_template_path().read_text())
+    assert [str(m) for m in matches] == []
+
+
+def test_cfn_lint_catches_a_broken_ref(tmp_path: Path) -> None:
+    """The lint test can fail: a dangling Ref is reported."""
+    from cfnlint.api import lint_all
+
+    body = json.loads(default_template_path().read_text())
+    body["Resources"]["LogGroup"]["Properties"]["RetentionInDays"] = {"Ref": "NoSuchParam"}
+    assert lint_all(json.dumps(body))
+
+
+def test_shipped_template_declares_everything() -> None:
+    _, body = read_template(default_template_path())
+    assert set(REQUIRED_PARAMETERS) <= set(body["Parameters"])
+    assert set(REQUIRED_OUTPUTS) <= set(body["Outputs"])
+    endpoint = body["Outputs"]["ApiEndpoint"]["Value"]["Fn::Sub"]
+    assert endpoint == ("https://${RestApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
+                        "/${StageName}/predict")
+
+
+def test_role_reads_only_this_deployments_objects() -> None:
+    body = json.loads(default_template_path().read_text())
+    statements = body["Resources"]["FunctionRole"]["Properties"]["Policies"][0][
+        "PolicyDocument"]["Statement"]
+    s3 = next(s for s in statements if s["Action"] == "s3:GetObject")
+    assert [r["Fn::Sub"] for r in s3["Resource"]] == [
+        "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${ModelKey}",
+        "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${PreproKey}",
+    ]
+    assert "*" not in json.dumps(statements).replace(":*\"", "")
+
+
+@pytest.mark.parametrize("text,match", [
+    ("{not json", "neither valid JSON nor YAML"),
+    ("[1, 2]", "not a CloudFormation template"),
+    ("Resources: 3", "not a CloudFormation template"),
+])
+def test_broken_templates(text: str, match: str) -> None:
+    with pytest.raises(TemplateError, match=match):
+        parse_template(text.encode(), "t.json")
+
+
+def test_yaml_short_forms_are_read() -> None:
+    body = parse_template(b"Resources:\n  X:\n    Type: T\n    Properties:\n"
+                          b"      A: !Ref P\n      B: !Sub '${P}-x'\n", "t.yaml")
+    assert body["Resources"]["X"]["Properties"]["A"] == {"Ref": "P"}
+
+
+def test_template_missing_parameters(tmp_path: Path) -> None:
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"Resources": {"X": {"Type": "AWS::SNS::Topic"}}}))
+    with pytest.raises(TemplateError, match="does not declare the parameters"):
+        read_template(path)
+    with pytest.raises(TemplateError, match="does not exist"):
+        read_template(tmp_path / "missing.json")
+
+
+def test_undeclared_parameter_is_refused() -> None:
+    with pytest.raises(TemplateError, match=r"parameters \['Nope'\] are not declared"):
+        build_parameters({"Parameters": {"A": {}}}, {"A": 1, "Nope": 2})
+    assert build_parameters({"Parameters": {"A": {}, "L": {}}}, {"A": 1, "L": ["x", "y"]}) == [
+        {"ParameterKey": "A", "ParameterValue": "1"},
+        {"ParameterKey": "L", "ParameterValue": "x,y"},
+    ]

@@ -1,0 +1,56 @@
+"""Input checks name the bad value and the rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from tdv_airflow.exceptions import InvalidInputError
+from tdv_airflow.validation import (
+    check_bucket_name,
+    check_invoke_mode,
+    check_s3_key,
+    check_stack_name,
+    lambda_runtime,
+)
+
+
+@pytest.mark.parametrize("name", ["a", "tdv-iris-2024", "A" + "b" * 127])
+def test_good_stack_names(name: str) -> None:
+    assert check_stack_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "1abc", "run:2024-01-01T00:00:00+00:00", "a_b", "a.b",
+                                  "A" + "b" * 128, None, 5])
+def test_bad_stack_names(name: object) -> None:
+    with pytest.raises(InvalidInputError, match=r"invalid stack name .*starts with a letter"):
+        check_stack_name(name)
+
+
+@pytest.mark.parametrize("bucket", ["my-models", "a1b", "models.example.org"])
+def test_good_buckets(bucket: str) -> None:
+    assert check_bucket_name(bucket) == bucket
+
+
+@pytest.mark.parametrize("bucket", ["My_Bucket", "ab", "-abc", "abc-", "a..b", "192.168.0.1",
+                                    "x" * 64, None])
+def test_bad_buckets(bucket: object) -> None:
+    with pytest.raises(InvalidInputError, match="invalid S3 bucket name"):
+        check_bucket_name(bucket)
+
+
+@pytest.mark.parametrize("key", ["", "/abs/key.pkl", None, "k" * 1025])
+def test_bad_keys(key: object) -> None:
+    with pytest.raises(InvalidInputError, match="invalid model_s3_key"):
+        check_s3_key(key, "model_s3_key")
+
+
+def test_runtime_follows_python_minor() -> None:
+    assert lambda_runtime((3, 12)) == "python3.12"
+    with pytest.raises(InvalidInputError, match=r"Python 3\.9 has no AWS Lambda runtime"):
+        lambda_runtime((3, 9))
+
+
+@pytest.mark.parametrize("mode", [2, -1, "0", True, None])
+def test_bad_invoke_mode(mode: object) -> None:
+    with pytest.raises(InvalidInputError, match="invalid invoke_mode"):
+        check_invoke_mode(mode)
