@@ -10,14 +10,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tdv_airflow import artifacts, s3_store, stacks
+from tdv_airflow import artifacts, layers, s3_store, stacks
 from tdv_airflow.auth import AwsClients
 from tdv_airflow.exceptions import InvalidInputError
+from tdv_airflow.lifecycle import DEPLOYMENT_TAG
 from tdv_airflow.resources import default_lambda_source_path, default_template_path
 from tdv_airflow.template import build_parameters, read_template
 from tdv_airflow.validation import (
@@ -60,6 +61,8 @@ def prepare(
     layer_zip_local_path: str | Path | None = None,
     s3_prefix: str = s3_store.DEFAULT_PREFIX,
     by_value_modules: Iterable[str] = (),
+    dependencies: layers.Dependencies | Mapping[str, Any] | Sequence[str] | None = None,
+    extra_layer_arns: Sequence[str] | str | None = None,
 ) -> PrepareResult:
     """Check the inputs, build the artifacts and upload those S3 does not hold yet.
 
@@ -74,6 +77,11 @@ def prepare(
     :param layer_zip_local_path: a ready-made dill layer zip.
     :param s3_prefix: the prefix of the artifact keys.
     :param by_value_modules: further modules whose functions are pickled by value.
+    :param dependencies: the model's libraries as a dependency layer (a
+        :class:`~tdv_airflow.layers.Dependencies`, a dict of its fields, or requirement
+        lines), uploaded content-addressed and attached after the dill layer.
+    :param extra_layer_arns: existing layer version ARNs attached after tdv-airflow's
+        layers, in order.
     """
     import dill
 
@@ -89,6 +97,12 @@ def prepare(
         artifacts.build_lambda_code(deployment_lbd_local_path or default_lambda_source_path()),
         artifacts.build_template(template_bytes),
     ]
+    deps = layers.Dependencies.coerce(dependencies)
+    layer_arns = layers.check_layer_arns(extra_layer_arns)
+    _check_layer_options(template_body, deps, layer_arns)
+    if deps is not None:
+        built.append(deps.build())
+    unzipped = _check_function_size(built)
     s3_store.check_bucket(clients.s3, bucket)
     model_sha256 = s3_store.object_sha256(clients.s3, bucket, model_s3_key)
 
@@ -116,8 +130,36 @@ def prepare(
         "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
         "dill_version": dill.__version__,
         "template_parameters": sorted(template_body.get("Parameters") or {}),
+        "s3_deps_layer_key": keys.get(layers.DEPS_LAYER_KIND),
+        "extra_layer_arns": layer_arns,
+        "unzipped_bytes": unzipped,
     }
     return result
+
+
+def _check_layer_options(template_body: Mapping[str, Any], deps: layers.Dependencies | None,
+                         layer_arns: Sequence[str]) -> None:
+    declared = template_body.get("Parameters") or {}
+    for wanted, parameter in ((deps is not None, "DepsLayerKey"),
+                              (bool(layer_arns), "ExtraLayerArns")):
+        if wanted and parameter not in declared:
+            raise InvalidInputError(
+                f"the template does not declare the parameter {parameter!r}, which "
+                f"{'dependencies' if parameter == 'DepsLayerKey' else 'extra_layer_arns'} "
+                "needs; add it (see the shipped templates/stack_template.json)")
+    layers.check_layer_count(1 + (deps is not None) + len(layer_arns))
+
+
+def _check_function_size(built: Sequence[artifacts.Artifact]) -> dict[str, int]:
+    """The unzipped size of the code and each layer, checked against Lambda's limit.
+
+    Extra layers given by ARN are not counted (their size is unknown until AWS is asked).
+    """
+    names = {"lambda_code": "function code", "layer": "dill layer",
+             layers.DEPS_LAYER_KIND: "dependency layer"}
+    sizes = {a.kind: layers.unzipped_size(a.data) for a in built if a.kind in names}
+    layers.check_unzipped_size({names[kind]: size for kind, size in sizes.items()})
+    return sizes
 
 
 def check_prepare_response(response: Any) -> Mapping[str, Any]:
@@ -171,9 +213,14 @@ def stack_parameters(response: Mapping[str, Any], stack_name: str,
         "PicklePythonVersion": response["python_version"],
         "DillVersion": response["dill_version"],
         "FunctionName": function_name_for(stack_name),
-        **(extra or {}),
     }
-    declared = {name: {} for name in response["template_parameters"]}
+    if response.get("s3_deps_layer_key"):
+        values["DepsLayerKey"] = response["s3_deps_layer_key"]
+        values["DepsLayerSha256"] = digests[layers.DEPS_LAYER_KIND]
+    if response.get("extra_layer_arns"):
+        values["ExtraLayerArns"] = list(response["extra_layer_arns"])
+    values.update(extra or {})
+    declared: dict[str, Any] = {name: {} for name in response["template_parameters"]}
     return build_parameters({"Parameters": declared}, values)
 
 
@@ -193,7 +240,8 @@ def create_stack(
     :param prepare_response: the prepare result.
     :param stack_name: the stack name.
     :param parameters: further template parameters.
-    :param tags: stack tags.
+    :param tags: stack tags; ``tdv-airflow:deployment`` (default: the stack name) groups
+        the per-version stacks of one model for retention.
     :param on_exists: ``"update"``, ``"skip"`` or ``"fail"`` when the stack exists.
     :param client_request_token: idempotency token.
     :param poll_interval: seconds between polls while a stack in progress is waited for.
@@ -205,7 +253,8 @@ def create_stack(
     params = stack_parameters(response, stack_name, parameters)
     return stacks.create_or_update(
         clients.cloudformation, stack_name, response["url_s3_stack_template"], params,
-        tags={"tdv-airflow:model": str(response["model_s3_key"])[:256], **(tags or {})},
+        tags={DEPLOYMENT_TAG: stack_name, "tdv-airflow:model": str(response["model_s3_key"])[:256],
+              **(tags or {})},
         on_exists=on_exists, client_request_token=client_request_token,
         poll_interval=poll_interval,
     )
