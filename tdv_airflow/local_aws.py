@@ -131,7 +131,8 @@ class LocalAws:
 
     def reset(self) -> None:
         """Forget every resource the emulator holds."""
-        req = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
+        url = f"{self.endpoint_url}/moto-api/reset"
+        req = urllib.request.Request(url, method="POST")  # noqa: S310 - loopback URL we built
         with urllib.request.urlopen(req, timeout=10):  # noqa: S310 - loopback URL we built
             pass
 

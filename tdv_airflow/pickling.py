@@ -123,7 +123,7 @@ def dumps_by_value(fn: Callable[..., Any], extra_modules: Iterable[str] = ()) ->
         raise InvalidInputError(f"prepro_fn must be a callable, got {fn!r}")
     root = getattr(fn, "func", fn)  # functools.partial
     modules = {getattr(root, "__module__", None) or "__main__", *extra_modules}
-    targets = list(_referenced_functions(fn, modules)) if isinstance(
+    targets = list(_referenced_functions(root, modules)) if isinstance(
         root, types.FunctionType) else []
     try:
         with _as_main(targets):

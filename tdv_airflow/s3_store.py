@@ -73,7 +73,8 @@ def object_sha256(s3: Any, bucket: str, key: str, what: str = "model_s3_key") ->
             ) from exc
         raise
     checksum = head.get("ChecksumSHA256")
-    if checksum and "-" not in checksum and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
+    full_object = head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT"
+    if checksum and "-" not in checksum and full_object:
         return base64.b64decode(checksum).hex()
     digest = hashlib.sha256()
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
