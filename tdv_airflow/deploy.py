@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,12 @@ class Deploy:
     :param max_attempts: polls before synchronous mode gives up.
     :param stack_parameters: further template parameters (e.g. ``{"StageName": "v1"}``).
     :param by_value_modules: further modules whose functions are pickled by value.
+    :param dependencies: the model's libraries, shipped as a dependency layer: a
+        :class:`~tdv_airflow.layers.Dependencies` (``requirements=[...]`` installed by pip
+        for Lambda's platform, or ``from_installed=["sklearn", ...]`` copied from this
+        Linux environment), a dict of its fields, or a list of requirement lines.
+    :param extra_layer_arns: existing Lambda layer version ARNs attached after
+        tdv-airflow's layers, in order (at most 5 layers in all).
     """
 
     def __init__(
@@ -80,6 +86,8 @@ class Deploy:
         max_attempts: int = 360,
         stack_parameters: Mapping[str, Any] | None = None,
         by_value_modules: Iterable[str] = (),
+        dependencies: Any = None,
+        extra_layer_arns: Sequence[str] | str | None = None,
     ) -> None:
         self.bucket = bucket
         self.model_s3_key = model_s3_key
@@ -95,6 +103,8 @@ class Deploy:
         self.max_attempts = max_attempts
         self.stack_parameters = dict(stack_parameters or {})
         self.by_value_modules = tuple(by_value_modules)
+        self.dependencies = dependencies
+        self.extra_layer_arns = extra_layer_arns
         self.clients = AwsClients.from_auth(auth_object, region)
         self.last_prepare: deployment.PrepareResult | None = None
 
@@ -110,6 +120,7 @@ class Deploy:
             self.clients, self.bucket, self.model_s3_key, self.prepro_fn,
             self.template_stack_local_path, self.deployment_lbd_local_path,
             self.layer_zip_local_path, self.s3_prefix, self.by_value_modules,
+            dependencies=self.dependencies, extra_layer_arns=self.extra_layer_arns,
         )
         self.last_prepare = result
         if self.workdir:
@@ -120,7 +131,10 @@ class Deploy:
         assert self.workdir is not None
         self.workdir.mkdir(parents=True, exist_ok=True)
         for key in (response["s3_lbd_key"], response["s3_layer_key"],
-                    response["s3_prepro_fn_location"], response["s3_template_key"]):
+                    response["s3_prepro_fn_location"], response["s3_template_key"],
+                    response.get("s3_deps_layer_key")):
+            if not key:
+                continue
             self.clients.s3.download_file(self.bucket, key,
                                           str(self.workdir / key.rsplit("/", 1)[-1]))
 

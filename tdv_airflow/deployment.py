@@ -139,6 +139,12 @@ def prepare(
 
 def _check_layer_options(template_body: Mapping[str, Any], deps: layers.Dependencies | None,
                          layer_arns: Sequence[str]) -> None:
+    """Fail when the template cannot attach the asked layers, or there are too many.
+
+    :param template_body: the parsed template.
+    :param deps: the dependency layer asked for, if any.
+    :param layer_arns: the extra layer ARNs.
+    """
     declared = template_body.get("Parameters") or {}
     for wanted, parameter in ((deps is not None, "DepsLayerKey"),
                               (bool(layer_arns), "ExtraLayerArns")):
@@ -154,6 +160,8 @@ def _check_function_size(built: Sequence[artifacts.Artifact]) -> dict[str, int]:
     """The unzipped size of the code and each layer, checked against Lambda's limit.
 
     Extra layers given by ARN are not counted (their size is unknown until AWS is asked).
+
+    :param built: the built artifacts.
     """
     names = {"lambda_code": "function code", "layer": "dill layer",
              layers.DEPS_LAYER_KIND: "dependency layer"}

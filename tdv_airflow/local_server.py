@@ -1,0 +1,156 @@
+"""A local stand-in for the deployed API: HTTP requests in, the deployed function's
+answers out (see :mod:`tdv_airflow.local_run`).
+
+Routing follows the REST API of the shipped template: only ``POST /predict`` (also
+``POST /{stage}/predict``, as in the real URL) reaches the function; any other path or
+method gets API Gateway's ``403 {"message": "Missing Authentication Token"}``. One
+function process serves every request in turn, so after the first (cold) request the
+model stays loaded.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import urllib.parse
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tdv_airflow.local_run import DeployedFunction, LocalFunction, api_gateway_event
+
+log = logging.getLogger(__name__)
+
+#: API Gateway REST APIs refuse larger request bodies.
+MAX_REQUEST_BYTES = 10 * 1024 * 1024
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+def _make_handler(function: LocalFunction) -> type[BaseHTTPRequestHandler]:
+    if function.function is None:
+        raise ValueError("start the function before serving it")
+    fn: DeployedFunction = function.function
+    routes = {"/predict", f"/{fn.stage_name}/predict"}
+
+    class Handler(BaseHTTPRequestHandler):
+        """Turns one HTTP request into an API Gateway event and back."""
+
+        server_version = "tdv-local-run"
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            log.info("%s - %s", self.address_string(), format % args)
+
+        def _send(self, status: int, headers: dict[str, list[str]], body: bytes) -> None:
+            self.send_response(status)
+            names = {k.lower() for k in headers}
+            for name, values in headers.items():
+                for value in values:
+                    self.send_header(name, value)
+            if "content-type" not in names:
+                self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _gateway(self, status: int, message: str) -> None:
+            self._send(status, {"x-amzn-ErrorType": ["ForbiddenException"]
+                                if status == 403 else []},
+                       json.dumps({"message": message}).encode())
+
+        def _handle(self) -> None:
+            split = urllib.parse.urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_REQUEST_BYTES:
+                self.close_connection = True
+                self._gateway(413, "Request Too Long")
+                return
+            body = self.rfile.read(length) if length else None
+            if split.path not in routes or self.command != "POST":
+                self._gateway(403, "Missing Authentication Token")
+                return
+            headers: dict[str, list[str]] = {}
+            for name, value in self.headers.items():
+                headers.setdefault(name, []).append(value)
+            query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
+            account = fn.function_arn.split(":")[4] if fn.function_arn.count(":") >= 4 else ""
+            event = api_gateway_event(
+                body, method=self.command, path="/predict", headers=headers, query=query,
+                stage=fn.stage_name, api_id=fn.api_id, region=fn.region,
+                account_id=account or "123456789012", source_ip=self.client_address[0])
+            result = function.invoke_event(event)
+            response = result.response
+            out_headers: dict[str, list[str]] = {}
+            for name, value in (response.get("headers") or {}).items():
+                out_headers[name] = [str(value)]
+            for name, values in (response.get("multiValueHeaders") or {}).items():
+                out_headers.setdefault(name, []).extend(str(v) for v in values)
+            out_headers["x-amzn-RequestId"] = [event["requestContext"]["requestId"]]
+            raw = response.get("body") or ""
+            data = (base64.b64decode(raw) if response.get("isBase64Encoded")
+                    else raw.encode("utf-8"))
+            self._send(int(response["statusCode"]), out_headers, data)
+
+    for method in _METHODS:
+        setattr(Handler, f"do_{method}", Handler._handle)
+    return Handler
+
+
+def make_server(function: LocalFunction, host: str = "127.0.0.1", port: int = 8080
+                ) -> ThreadingHTTPServer:
+    """An HTTP server answering through ``function`` (started, not yet serving).
+
+    The function process is started at once (its cold start then happens before the
+    first request is accepted, except the lazy artifact load of the handler).
+
+    :param function: the local function.
+    :param host: the address to bind (loopback by default).
+    :param port: the port (0 picks a free one: read ``server.server_address``).
+    """
+    function.start()
+    server = ThreadingHTTPServer((host, port), _make_handler(function))
+    server.daemon_threads = True
+    return server
+
+
+def serve(function: LocalFunction, host: str = "127.0.0.1", port: int = 8080,
+          ready: Callable[[str], None] | None = None) -> None:
+    """Serve until interrupted, then stop the function's process.
+
+    :param function: the local function.
+    :param host: the address to bind.
+    :param port: the port.
+    :param ready: called with the ``/predict`` URL once listening (default: print it).
+    """
+    server = make_server(function, host, port)
+    bound_host, bound_port = server.server_address[:2]
+    url = f"http://{bound_host!s}:{bound_port}/predict"
+    name = function.function.function_name if function.function else "?"
+    (ready or (lambda u: print(f"serving stack {function.stack_name!r} (function "
+                               f"{name}) on {u}", flush=True)))(url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        function.close()
+
+
+def serve_in_thread(function: LocalFunction, host: str = "127.0.0.1", port: int = 0
+                    ) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    """Start serving in a background thread (for tests and notebooks).
+
+    Stop with ``server.shutdown(); server.server_close(); function.close()``.
+
+    :param function: the local function.
+    :param host: the address to bind.
+    :param port: the port (0 picks a free one).
+    """
+    server = make_server(function, host, port)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, thread
