@@ -7,6 +7,7 @@ It needs the ``dev`` extra (moto, scikit-learn).
 from __future__ import annotations
 
 import io
+import json
 import logging
 import pickle
 from typing import Any
@@ -37,6 +38,9 @@ def main() -> None:
     from sklearn.linear_model import LogisticRegression
 
     from tdv_airflow import Deploy, UserAwsAuth
+    from tdv_airflow.auth import AwsClients
+    from tdv_airflow.layers import Dependencies
+    from tdv_airflow.local_run import invoke_deployed
 
     logging.basicConfig(level=logging.INFO, format="    %(message)s")
     _step("starting the embedded local AWS (moto server)")
@@ -55,20 +59,35 @@ def main() -> None:
         s3.put_object(Bucket=BUCKET, Key=MODEL_KEY, Body=buf.getvalue())
         print(f"    model written to s3://{BUCKET}/{MODEL_KEY}")
 
+        deps = Dependencies(from_installed=["sklearn"])
         deploy = Deploy(BUCKET, MODEL_KEY, iris_features, auth, region=aws.region,
-                        stack_name="tdv-demo-iris", poll_interval=1)
-        _step("prepare_deployment(): building and uploading the artifacts")
+                        stack_name="tdv-demo-iris", poll_interval=1, dependencies=deps)
+        _step("prepare_deployment(): building and uploading the artifacts "
+              "(with a scikit-learn layer copied from this environment)")
         response = deploy.prepare_deployment()
-        for key in ("s3_layer_key", "s3_prepro_fn_location", "s3_lbd_key",
+        for key in ("s3_layer_key", "s3_deps_layer_key", "s3_prepro_fn_location", "s3_lbd_key",
                     "url_s3_stack_template"):
             print(f"    {key}: {response[key]}")
 
         _step("deploy(): creating the CloudFormation stack and waiting for it")
         result = deploy.deploy(response, invoke_mode=0)
         print(f"    stack {result['stack_name']}: {result['stack_status']}")
-        _step("done")
         print(f"    api_name:     {result['api_name']}")
         print(f"    api_endpoint: {result['api_endpoint']}")
+
+        _step("POST /predict, served by the deployed function run locally "
+              "(code and layers fetched from S3; the emulator runs no Lambda)")
+        payload = {"instances": [
+            {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
+            {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3},
+        ]}
+        print(f"    request:  {json.dumps(payload)}")
+        answer = invoke_deployed(AwsClients.from_auth(auth, aws.region), result["stack_name"],
+                                 payload)
+        print(f"    response: {answer['statusCode']} {answer['body']}")
+        names = [str(data.target_names[i]) for i in json.loads(answer["body"])["predictions"]]
+        print(f"    classes:  {names}")
+        _step("done")
 
 
 if __name__ == "__main__":
