@@ -146,19 +146,21 @@ def wait_for_stack(
     :raises StackNotFoundError: when the stack does not exist.
     :raises StackTimeoutError: when ``max_attempts`` polls pass without a final state.
     """
+    status = "unknown"
     for attempt in range(max_attempts):
         stack = describe(cfn, stack_name)
         if stack is None:
             raise StackNotFoundError(stack_name)
         if on_poll:
             on_poll(stack)
-        state = classify(stack["StackStatus"])
+        status = stack["StackStatus"]
+        state = classify(status)
         if state == "success":
             return stack
         raise_if_failed(cfn, stack)
         if attempt + 1 < max_attempts:
             time.sleep(poll_interval)
-    raise StackTimeoutError(f"stack {stack_name!r} is still {stack['StackStatus']} after "
+    raise StackTimeoutError(f"stack {stack_name!r} is still {status} after "
                             f"{max_attempts} polls {poll_interval} s apart")
 
 
@@ -258,3 +260,136 @@ def delete(cfn: Any, stack_name: str, poll_interval: float = 5.0) -> bool:
         return False
     _delete_and_wait(cfn, stack, poll_interval)
     return True
+
+
+#: The stack tag holding :func:`fingerprint` of the template, parameters and tags last
+#: applied, so that a retry can tell that its operation already went through.
+FINGERPRINT_TAG = "tdv-airflow:fingerprint"
+
+
+def fingerprint(template_url: str, parameters: Sequence[Mapping[str, str]],
+                tags: Mapping[str, str] | None = None) -> str:
+    """A digest of everything a create or update would apply to a stack.
+
+    Equal fingerprints mean the same template, parameters and tags; tag the stack with it
+    (:data:`FINGERPRINT_TAG`) to recognise an operation that already went through.
+
+    :param template_url: the template's HTTPS S3 URL (content-addressed).
+    :param parameters: CloudFormation parameters.
+    :param tags: the stack tags, without the fingerprint tag.
+    """
+    import hashlib
+    import json
+
+    canonical = json.dumps({
+        "template_url": template_url,
+        "parameters": sorted((p["ParameterKey"], p["ParameterValue"]) for p in parameters),
+        "tags": sorted((k, str(v)) for k, v in (tags or {}).items() if k != FINGERPRINT_TAG),
+    }, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def tags_of(stack: Mapping[str, Any]) -> dict[str, str]:
+    """The stack's tags as ``{Key: Value}``.
+
+    :param stack: a ``describe_stacks`` entry.
+    """
+    return {t["Key"]: t["Value"] for t in stack.get("Tags") or []}
+
+
+def find_applied(cfn: Any, stack_name: str, expected_fingerprint: str) -> dict[str, Any] | None:
+    """The stack if it already carries ``expected_fingerprint`` and is not failed.
+
+    A retried task finds its own earlier create or update here (finished or still in
+    progress) and need not issue it again; a stack that failed or rolled back is not
+    returned, so the normal path (update, or delete and recreate) runs.
+
+    :param cfn: a boto3 CloudFormation client.
+    :param stack_name: the stack name.
+    :param expected_fingerprint: what :func:`fingerprint` gives for the wanted state.
+    """
+    stack = describe(cfn, stack_name)
+    if stack is None or classify(stack["StackStatus"]) == "failed":
+        return None
+    if tags_of(stack).get(FINGERPRINT_TAG) != expected_fingerprint:
+        return None
+    return stack
+
+
+def format_event(event: Mapping[str, Any]) -> str:
+    """One stack event as a log line.
+
+    :param event: a ``describe_stack_events`` entry.
+    """
+    line = (f"{event.get('Timestamp')} {event.get('LogicalResourceId')} "
+            f"({event.get('ResourceType')}) {event.get('ResourceStatus')}")
+    reason = event.get("ResourceStatusReason")
+    return f"{line}: {reason}" if reason else line
+
+
+def _is_operation_start(event: Mapping[str, Any]) -> bool:
+    return (event.get("ResourceType") == "AWS::CloudFormation::Stack"
+            and str(event.get("ResourceStatus", "")).endswith("_IN_PROGRESS")
+            and event.get("ResourceStatusReason") == "User Initiated")
+
+
+class EventTail:
+    """Follows a stack's events, returning each one once (like ``tail -f``).
+
+    The first :meth:`poll` returns the events of the stack's current operation (back to
+    its "User Initiated" start, or those after ``not_before``); later polls return only
+    events that arrived since.
+
+    :param cfn: a boto3 CloudFormation client.
+    :param stack_name: the stack name or id.
+    :param not_before: ignore events older than this (an aware datetime), e.g. those a
+        previous process already reported.
+    :param after_event_id: the last event already reported (e.g. by another process);
+        only later events are returned.
+    :param max_pages: pages of ``describe_stack_events`` read at most per poll.
+    """
+
+    def __init__(self, cfn: Any, stack_name: str, not_before: Any = None,
+                 after_event_id: str | None = None, max_pages: int = 5) -> None:
+        self._cfn = cfn
+        self._stack_name = stack_name
+        self._not_before = not_before
+        self._max_pages = max_pages
+        self._last_id: str | None = after_event_id
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The id of the newest event returned so far."""
+        return self._last_id
+
+    def poll(self) -> list[dict[str, Any]]:
+        """The events not returned before, oldest first (empty if the stack is gone)."""
+        fresh: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"StackName": self._stack_name}
+        try:
+            for _ in range(self._max_pages):
+                page = self._cfn.describe_stack_events(**kwargs)
+                done = self._collect(page.get("StackEvents", []), fresh)
+                if done or not page.get("NextToken"):
+                    break
+                kwargs["NextToken"] = page["NextToken"]
+        except self._cfn.exceptions.ClientError as exc:
+            if _is_missing_stack(exc):
+                return []
+            raise
+        if fresh:
+            self._last_id = fresh[0]["EventId"]
+        return fresh[::-1]
+
+    def _collect(self, events: Sequence[dict[str, Any]], into: list[dict[str, Any]]) -> bool:
+        """Add new events (newest first) to ``into``; say whether older ones are all known."""
+        for event in events:
+            if event.get("EventId") == self._last_id:
+                return True
+            if self._not_before is not None and event.get("Timestamp") is not None \
+                    and event["Timestamp"] < self._not_before:
+                return True
+            into.append(event)
+            if self._last_id is None and self._not_before is None and _is_operation_start(event):
+                return True
+        return False

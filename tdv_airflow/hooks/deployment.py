@@ -1,0 +1,60 @@
+"""The hook that turns an Airflow AWS connection into the clients the core uses.
+
+It adds no logic of its own: credentials, region, ``endpoint_url`` (e.g. a local
+emulator), ``verify`` and botocore settings all come from the Amazon provider's
+:class:`~airflow.providers.amazon.aws.hooks.base_aws.AwsBaseHook` and the connection's
+extras. Importing this module imports boto3 (through the Amazon provider); DAG files
+never need to: the operators build the hook inside ``execute``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+from tdv_airflow.auth import AwsClients
+
+
+class TdvDeploymentHook(AwsBaseHook):
+    """Boto3 clients for a deployment (S3, CloudFormation, Lambda) from one connection.
+
+    Its own ``conn`` is the CloudFormation client; :meth:`clients` gives every client the
+    core needs, all with the same session, region, endpoint and botocore config.
+
+    :param aws_conn_id: the Airflow connection (``aws`` type); ``None`` uses boto3's
+        default credential chain.
+    :param region_name: the region; the connection's ``region_name`` extra when ``None``.
+    :param verify: whether to verify TLS certificates (or a CA bundle path).
+    :param config: botocore client configuration (a ``Config`` or a dict).
+    """
+
+    hook_name = "tdv-airflow deployment (AWS)"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["client_type"] = "cloudformation"
+        super().__init__(*args, **kwargs)
+
+    def get_client(self, service: str) -> Any:
+        """A boto3 client for ``service`` configured exactly like the hook's own client.
+
+        :param service: a boto3 service name (``"s3"``, ``"lambda"`` ...).
+        """
+        if service == self.client_type:
+            return self.conn
+        session = self.get_session(region_name=self.region_name)
+        return session.client(
+            service_name=service,
+            endpoint_url=self.conn_config.get_service_endpoint_url(service_name=service),
+            config=self._get_config(),
+            verify=self.verify,
+        )
+
+    @property
+    def endpoint_url(self) -> str | None:
+        """The connection's ``endpoint_url`` extra (``None`` means the real AWS)."""
+        return self.conn_config.endpoint_url
+
+    def clients(self) -> AwsClients:
+        """The core's clients, made lazily from this connection."""
+        return AwsClients(self.get_client, self.conn_region_name)

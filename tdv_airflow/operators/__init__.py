@@ -1,0 +1,7 @@
+"""Airflow operators of tdv-airflow (cheap to import: no boto3 until a task runs)."""
+
+from __future__ import annotations
+
+from tdv_airflow.operators.deployment import CreateStackOperator, PrepareDeploymentOperator
+
+__all__ = ["CreateStackOperator", "PrepareDeploymentOperator"]

@@ -1,0 +1,256 @@
+"""Operators that prepare a deployment and create (or update) its stack.
+
+Both are thin: they check their arguments, call the core (:mod:`tdv_airflow.deployment`)
+through :class:`~tdv_airflow.hooks.deployment.TdvDeploymentHook`, and return JSON dicts.
+Both are safe to retry: artifacts are content-addressed (nothing is uploaded twice) and
+a stack already carrying the wanted template, parameters and tags is left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from tdv_airflow.exceptions import InvalidInputError
+from tdv_airflow.links import CloudFormationStackLink
+from tdv_airflow.operators.base import AWS_TEMPLATE_FIELDS, AwsConnectionMixin
+from tdv_airflow.stacks import ON_EXISTS_CHOICES
+from tdv_airflow.validation import check_positive, check_stack_name
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: The keys of the create contract. ``operation`` (created, updated ...) is only logged:
+#: it differs between a first try and its retry.
+CREATE_KEYS = ("stack_id", "stack_name", "stack_status")
+
+
+def _is_literal(value: Any) -> bool:
+    """Whether ``value`` is known at parse time (not a Jinja template nor an XComArg)."""
+    return not (isinstance(value, str) and ("{{" in value or "{%" in value)) and not hasattr(
+        value, "resolve")
+
+
+class PrepareDeploymentOperator(AwsConnectionMixin):
+    """Build the deployment artifacts and upload those S3 does not hold yet.
+
+    Returns the prepare contract (``s3_lbd_key``, ``url_s3_stack_template``,
+    ``s3_prepro_fn_location``, ``bucket``, ``model_s3_key``, ``s3_layer_key``, the
+    SHA-256 of every artifact ...), identical on every retry.
+
+    :param bucket: the bucket holding the model; artifacts go there too (templated).
+    :param model_s3_key: the trained model's key, e.g. ``train.output`` (templated).
+    :param prepro_fn: the preprocessing function, or its import path
+        ``"package.module:function"``; it is pickled by value with its helpers.
+    :param template_stack_local_path: a custom CloudFormation template (templated).
+    :param deployment_lbd_local_path: a custom request processor, ``.py`` or ``.zip``
+        (templated).
+    :param layer_zip_local_path: a ready-made dill layer zip (templated).
+    :param s3_prefix: the prefix of the artifact keys; the core's default when ``None``
+        (templated).
+    :param by_value_modules: further modules whose functions travel by value.
+    :param dependencies: the model's libraries as a dependency layer: a dict of
+        :class:`tdv_airflow.layers.Dependencies` fields (``{"requirements": [...]}`` or
+        ``{"from_installed": [...]}``) or a list of requirement lines (templated).
+    :param extra_layer_arns: existing Lambda layer ARNs attached after tdv-airflow's
+        layers (templated).
+    """
+
+    template_fields: Sequence[str] = (
+        "bucket", "model_s3_key", "s3_prefix", "template_stack_local_path",
+        "deployment_lbd_local_path", "layer_zip_local_path", "dependencies",
+        "extra_layer_arns", *AWS_TEMPLATE_FIELDS,
+    )
+    ui_color = "#d5e8d4"
+
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        model_s3_key: str,
+        prepro_fn: Callable[..., Any] | str,
+        template_stack_local_path: str | None = None,
+        deployment_lbd_local_path: str | None = None,
+        layer_zip_local_path: str | None = None,
+        s3_prefix: str | None = None,
+        by_value_modules: Sequence[str] = (),
+        dependencies: Mapping[str, Any] | Sequence[str] | None = None,
+        extra_layer_arns: Sequence[str] | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not callable(prepro_fn) and not isinstance(prepro_fn, str):
+            raise InvalidInputError(
+                f"prepro_fn must be a callable or an import path such as "
+                f"'my_pkg.features:prepare', got {type(prepro_fn).__name__}")
+        self.bucket = bucket
+        self.model_s3_key = model_s3_key
+        self.prepro_fn = prepro_fn
+        self.template_stack_local_path = template_stack_local_path
+        self.deployment_lbd_local_path = deployment_lbd_local_path
+        self.layer_zip_local_path = layer_zip_local_path
+        self.s3_prefix = s3_prefix
+        self.by_value_modules = tuple(by_value_modules)
+        self.dependencies = dependencies
+        self.extra_layer_arns = extra_layer_arns
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Prepare the artifacts; return the prepare contract.
+
+        :param context: the task context.
+        """
+        from tdv_airflow import deployment
+        from tdv_airflow.pickling import resolve_callable
+
+        optional = {"s3_prefix": self.s3_prefix} if self.s3_prefix else {}
+        result = deployment.prepare(
+            self.hook.clients(), bucket=self.bucket, model_s3_key=self.model_s3_key,
+            prepro_fn=resolve_callable(self.prepro_fn),
+            template_stack_local_path=self.template_stack_local_path or None,
+            deployment_lbd_local_path=self.deployment_lbd_local_path or None,
+            layer_zip_local_path=self.layer_zip_local_path or None,
+            by_value_modules=self.by_value_modules, dependencies=self.dependencies or None,
+            extra_layer_arns=self.extra_layer_arns or None, **optional,
+        )
+        self.log.info("uploaded %s (%d bytes); every other artifact was already in S3",
+                      result.uploaded or "nothing", result.bytes_sent)
+        return result.response
+
+
+class CreateStackOperator(AwsConnectionMixin):
+    """Create the deployment stack, or bring an existing one up to date.
+
+    Returns ``{"stack_id", "stack_name", "stack_status"}``. A retry sends nothing when
+    the stack already carries this template, parameters and tags (it is tagged with
+    their fingerprint), so it returns the same dict once the stack has settled. The
+    ``ClientRequestToken`` is derived from the DAG id, run id and stack name, the same
+    for every try. A stack in progress is waited for first; a stack in
+    ``ROLLBACK_COMPLETE`` is deleted and created again (logged as a warning); an update
+    that changes nothing counts as success.
+
+    :param prepare_env_response: the prepare contract, e.g. ``prepare.output`` (templated).
+    :param stack_name: the stack name, ``^[A-Za-z][A-Za-z0-9-]{0,127}$`` (templated); build
+        one from a run id with :func:`tdv_airflow.naming.stack_name_from`.
+    :param on_exists: ``"update"``, ``"skip"`` or ``"fail"`` when the stack exists (templated).
+    :param wait_for_completion: wait in the task until the stack is complete.
+    :param deferrable: wait on the triggerer instead (frees the worker slot).
+    :param poll_interval: seconds between status polls.
+    :param max_attempts: polls before giving up when waiting.
+    :param tags: stack tags (templated).
+    :param stack_parameters: further template parameters, e.g. ``{"StageName": "v1"}``
+        (templated).
+    """
+
+    template_fields: Sequence[str] = (
+        "prepare_env_response", "stack_name", "on_exists", "tags", "stack_parameters",
+        *AWS_TEMPLATE_FIELDS,
+    )
+    operator_extra_links = (CloudFormationStackLink(),)
+    ui_color = "#dae8fc"
+
+    def __init__(
+        self,
+        *,
+        prepare_env_response: Mapping[str, Any] | str,
+        stack_name: str,
+        on_exists: str = "update",
+        wait_for_completion: bool = False,
+        deferrable: bool = False,
+        poll_interval: float = 30.0,
+        max_attempts: int = 120,
+        tags: Mapping[str, str] | None = None,
+        stack_parameters: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if _is_literal(stack_name):
+            check_stack_name(stack_name)
+        if _is_literal(on_exists):
+            _check_on_exists(on_exists)
+        self.prepare_env_response = prepare_env_response
+        self.stack_name = stack_name
+        self.on_exists = on_exists
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = check_positive(poll_interval, "poll_interval")
+        self.max_attempts = int(check_positive(max_attempts, "max_attempts"))
+        self.tags = tags
+        self.stack_parameters = stack_parameters
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Create or update the stack; wait or defer if asked.
+
+        :param context: the task context.
+        """
+        from tdv_airflow.deployment import check_prepare_response
+        from tdv_airflow.stacks import classify
+
+        stack_name = check_stack_name(self.stack_name)
+        _check_on_exists(self.on_exists)
+        response = check_prepare_response(self.prepare_env_response)
+        summary = self._apply(context, stack_name, response)
+        self.push_stack_id(context, summary["stack_id"])
+        if classify(summary["stack_status"]) == "in_progress":
+            if self.deferrable:
+                self.defer(trigger=self.stack_trigger(summary["stack_id"], self.poll_interval,
+                                                      self.max_attempts),
+                           method_name="execute_complete")
+            if self.wait_for_completion:
+                summary = self._wait(summary["stack_id"])
+        return summary
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None
+                         ) -> dict[str, Any]:
+        """Resume after the trigger fired: the create contract, or the stack's failure.
+
+        :param context: the task context.
+        :param event: the trigger's payload.
+        """
+        from tdv_airflow.triggers.deployment import result_from_event
+
+        stack = result_from_event(event)
+        return {key: stack[key] for key in CREATE_KEYS}
+
+    def _apply(self, context: Context, stack_name: str, response: Mapping[str, Any]
+               ) -> dict[str, Any]:
+        """Send the create or update unless an earlier try (or run) already did."""
+        from tdv_airflow import deployment, stacks
+        from tdv_airflow.naming import client_request_token
+
+        clients = self.hook.clients()
+        tags = {str(k): str(v) for k, v in (self.tags or {}).items()}
+        params = deployment.stack_parameters(response, stack_name, self.stack_parameters)
+        wanted = stacks.fingerprint(response["url_s3_stack_template"], params, tags)
+        stack = stacks.find_applied(clients.cloudformation, stack_name, wanted)
+        if stack is not None:
+            self.log.info("stack %s (%s) already has this template, parameters and tags: "
+                          "nothing to send", stack_name, stack["StackStatus"])
+            return stacks.summary(stack)
+        token = client_request_token(context["ti"].dag_id, context["run_id"], stack_name)
+        result = deployment.create_stack(
+            clients, response, stack_name, parameters=self.stack_parameters,
+            tags={**tags, stacks.FINGERPRINT_TAG: wanted}, on_exists=self.on_exists,
+            client_request_token=token, poll_interval=self.poll_interval)
+        self.log.info("stack %s %s (%s)", stack_name, result["operation"], result["stack_status"])
+        return {key: result[key] for key in CREATE_KEYS}
+
+    def _wait(self, stack_id: str) -> dict[str, Any]:
+        """Poll until the stack is complete, logging its new events."""
+        from tdv_airflow import stacks
+
+        cfn = self.hook.conn
+        tail = stacks.EventTail(cfn, stack_id)
+
+        def log_progress(stack: Mapping[str, Any]) -> None:
+            for event in tail.poll():
+                self.log.info("stack event: %s", stacks.format_event(event))
+
+        stack = stacks.wait_for_stack(cfn, stack_id, poll_interval=self.poll_interval,
+                                      max_attempts=self.max_attempts, on_poll=log_progress)
+        return stacks.summary(stack)
+
+
+def _check_on_exists(on_exists: Any) -> None:
+    if on_exists not in ON_EXISTS_CHOICES:
+        raise InvalidInputError(f"invalid on_exists {on_exists!r}: expected one of "
+                                f"{list(ON_EXISTS_CHOICES)}")

@@ -1,0 +1,163 @@
+"""The sensor that waits for a deployment stack and returns its endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowFailException
+
+from tdv_airflow.exceptions import InvalidInputError, StackFailedError
+from tdv_airflow.links import ApiEndpointLink, CloudFormationStackLink
+from tdv_airflow.operators.base import AWS_TEMPLATE_FIELDS, AwsConnectionMixin
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from tdv_airflow.stacks import EventTail
+
+
+class StackStatusSensor(AwsConnectionMixin, BaseSensorOperator):
+    """Wait until the stack is complete; return its endpoint.
+
+    Succeeds on CREATE_COMPLETE, UPDATE_COMPLETE and IMPORT_COMPLETE with the sensor
+    contract (``stack_name``, ``stack_id``, ``stack_status``, ``api_name``,
+    ``api_endpoint``, ``outputs``). Fails at once, without retries, on any failure state
+    (CREATE_FAILED, ROLLBACK_IN_PROGRESS, ROLLBACK_COMPLETE, UPDATE_ROLLBACK_IN_PROGRESS,
+    UPDATE_ROLLBACK_COMPLETE, DELETE_FAILED ...) with the status, its reason and the first
+    failed resource. New stack events are logged as they arrive. Waits in ``poke`` or
+    ``reschedule`` mode, or on the triggerer with ``deferrable=True``.
+
+    :param stack_name: the stack name or id (templated).
+    :param deferrable: wait on the triggerer (frees the worker slot between polls).
+    :param not_found_grace_period: seconds a missing stack is waited for (it may not be
+        created yet) before the sensor fails.
+    """
+
+    template_fields: Sequence[str] = ("stack_name", *AWS_TEMPLATE_FIELDS)
+    operator_extra_links = (CloudFormationStackLink(), ApiEndpointLink())
+    ui_color = "#fff2cc"
+
+    def __init__(
+        self,
+        *,
+        stack_name: str,
+        deferrable: bool = False,
+        not_found_grace_period: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.stack_name = stack_name
+        self.deferrable = deferrable
+        if not isinstance(not_found_grace_period, int | float) or not_found_grace_period < 0:
+            raise InvalidInputError(f"not_found_grace_period must be a number of seconds >= 0, "
+                                    f"got {not_found_grace_period!r}")
+        self.not_found_grace_period = float(not_found_grace_period)
+        self._first_poke_at: datetime | None = None
+        self._tail: EventTail | None = None
+        self._stack_id_pushed = False
+
+    def execute(self, context: Context) -> Any:
+        """Poke once; when the stack is still in progress, wait as configured.
+
+        :param context: the task context.
+        """
+        if not self.deferrable:
+            return super().execute(context)
+        endpoint = self._check(context)
+        if endpoint is not None:
+            return endpoint
+        elapsed = (datetime.now(UTC) - self._started_at(context)).total_seconds()
+        self.defer(
+            trigger=self.stack_trigger(
+                self.stack_name, self.poke_interval,
+                not_found_grace_period=max(0.0, self.not_found_grace_period - elapsed),
+                after_event_id=self._tail.last_event_id if self._tail else None),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger fired: the endpoint, or the stack's failure.
+
+        :param context: the task context.
+        :param event: the trigger's payload.
+        """
+        from tdv_airflow.triggers.deployment import result_from_event
+
+        try:
+            return result_from_event(event)
+        except StackFailedError as exc:
+            raise AirflowFailException(str(exc)) from exc
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        """Check the stack once; done (with the endpoint as XCom) when it is complete.
+
+        :param context: the task context.
+        :raises AirflowFailException: when the stack is in a failure state.
+        :raises StackNotFoundError: when it is still absent after the grace period.
+        """
+        endpoint = self._check(context)
+        return False if endpoint is None else PokeReturnValue(is_done=True, xcom_value=endpoint)
+
+    def _check(self, context: Context) -> dict[str, Any] | None:
+        """The sensor contract once the stack is complete, ``None`` while it is not."""
+        from tdv_airflow import deployment, stacks
+
+        stack = stacks.describe(self._cfn, self.stack_name)
+        if stack is None:
+            self._check_grace(context)
+            return None
+        self._report_progress(context, stack)
+        state = stacks.classify(stack["StackStatus"])
+        if state == "success":
+            return deployment.endpoint_of(stack)
+        if state == "failed":
+            try:
+                stacks.raise_if_failed(self._cfn, stack)
+            except StackFailedError as exc:
+                raise AirflowFailException(str(exc)) from exc
+        return None
+
+    @cached_property
+    def _cfn(self) -> Any:
+        return self.hook.conn
+
+    def _started_at(self, context: Context) -> datetime:
+        """When this sensor began waiting (across reschedules)."""
+        if self.reschedule:
+            first = context["ti"].get_first_reschedule_date(context)
+            if first is not None:
+                return first
+        if self._first_poke_at is None:
+            self._first_poke_at = datetime.now(UTC)
+        return self._first_poke_at
+
+    def _check_grace(self, context: Context) -> None:
+        from tdv_airflow.exceptions import StackNotFoundError
+
+        waited = (datetime.now(UTC) - self._started_at(context)).total_seconds()
+        if waited >= self.not_found_grace_period:
+            raise StackNotFoundError(self.stack_name)
+        self.log.info("stack %s does not exist (yet); failing after %.0f s more",
+                      self.stack_name, self.not_found_grace_period - waited)
+
+    def _report_progress(self, context: Context, stack: dict[str, Any]) -> None:
+        """Log the stack's status and the events that arrived since the last poke."""
+        from tdv_airflow import stacks
+
+        if not self._stack_id_pushed:
+            self.push_stack_id(context, stack["StackId"])
+            self._stack_id_pushed = True
+        if self._tail is None:
+            # A rescheduled poke runs in a fresh process: skip what earlier pokes logged.
+            rescheduled = self.reschedule and context["ti"].get_first_reschedule_date(context)
+            since = (datetime.now(UTC) - timedelta(seconds=self.poke_interval + 10)
+                     if rescheduled else None)
+            self._tail = stacks.EventTail(self._cfn, stack["StackId"], not_before=since)
+        for event in self._tail.poll():
+            self.log.info("stack event: %s", stacks.format_event(event))
+        self.log.info("stack %s is %s", stack["StackName"], stack["StackStatus"])

@@ -1,0 +1,120 @@
+"""The example DAG: it parses cleanly and cheaply, and runs end to end on the emulator
+(``airflow dags test``) with the sensor in poke, reschedule and deferrable mode."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import AIRFLOW, DAGS
+from held_stack import Releaser, deployment_template_with_hold
+
+DAG_ID = "retrain_and_deploy"
+DAG_FILE = DAGS / "retrain_and_deploy.py"
+HEAVY = ("boto3", "botocore", "dill", "sklearn", "numpy", "moto", "aiobotocore")
+
+_IMPORT_IN_FRESH_INTERPRETER = """
+import importlib.util, json, sys
+for name in ("tdv_airflow", "tdv_airflow.operators", "tdv_airflow.sensors", "tdv_airflow.hooks",
+             "tdv_airflow.triggers", "tdv_airflow.links", "tdv_airflow.naming"):
+    importlib.import_module(name)
+spec = importlib.util.spec_from_file_location("retrain_and_deploy", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+heavy = sorted(m for m in sys.argv[2].split(",") if m in sys.modules)
+print(json.dumps({"heavy": heavy, "tasks": sorted(module.dag.task_ids)}))
+"""
+
+
+def test_dagbag_loads_the_dag_without_errors_or_warnings() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    assert bag.captured_warnings == {}
+    dag = bag.dags[DAG_ID]
+    assert dag.catchup is False
+    assert dag.schedule == "0 2 * * *"
+    assert dag.max_active_runs == 1
+    assert set(dag.task_ids) == {"train_model", "prepare_deployment", "create_stack",
+                                 "wait_for_stack", "smoke_test"}
+    assert dag.get_task("smoke_test").upstream_task_ids == {"wait_for_stack"}
+    assert {"model_name", "bucket", "on_exists", "smoke_payload"} <= set(dag.params)
+    dag.params.validate()
+
+
+def test_parsing_the_dag_imports_no_heavy_module() -> None:
+    done = subprocess.run([sys.executable, "-c", _IMPORT_IN_FRESH_INTERPRETER, str(DAG_FILE),
+                           ",".join(HEAVY)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["tasks"], "the DAG file defined no tasks"
+    assert result["heavy"] == [], f"parsing the DAG imported {result['heavy']}"
+
+
+def test_prepro_fn_accepts_the_request_shapes() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("retrain_and_deploy_for_test", DAG_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    row = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+    expected = [[5.1, 3.5, 1.4, 0.2]]
+    assert module.prepro_fn({"instances": [row]}) == expected
+    assert module.prepro_fn([row]) == expected
+    assert module.prepro_fn(row) == expected
+    assert module.prepro_fn([5.1, 3.5, 1.4, 0.2]) == expected
+    with pytest.raises(ValueError, match="expected 4 values"):
+        module.prepro_fn([[1.0, 2.0]])
+
+
+def _tail(text: str, lines: int = 80) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("mode", ["poke", "reschedule", "deferrable"])
+def test_dag_runs_end_to_end_on_the_emulator(
+        mode: str, aws: Any, cfn: Any, airflow_env: dict[str, str],
+        read_last_run: Any, tmp_path: Path) -> None:
+    template = deployment_template_with_hold(tmp_path / "held_template.json")
+    releaser = Releaser(cfn, aws.endpoint_url, "tdv-iris", hold_for=4.0)
+    releaser.start()
+    done = subprocess.run(
+        [AIRFLOW, "dags", "test", DAG_ID, "-c", json.dumps({"template_path": str(template)})],
+        env={**airflow_env, "TDV_SENSOR_MODE": mode}, capture_output=True, text=True,
+        timeout=600, check=False)
+    output = done.stdout + done.stderr
+    releaser.join(timeout=10)
+    assert releaser.error is None, f"{releaser.error!r}\n{_tail(output)}"
+    assert done.returncode == 0, _tail(output)
+
+    run = read_last_run(DAG_ID)
+    assert run["state"] == "success", run["tis"]
+    endpoint = run["xcoms"]["wait_for_stack/return_value"]
+    assert endpoint["stack_name"] == "tdv-iris"
+    assert endpoint["stack_status"] == "CREATE_COMPLETE"
+    assert endpoint["api_name"] == "tdv-iris-api"
+    assert endpoint["api_endpoint"].startswith("https://")
+    assert endpoint["api_endpoint"].endswith(".execute-api.us-east-1.amazonaws.com/prod/predict")
+    assert endpoint["outputs"]["FunctionName"] == "tdv-iris"
+    assert run["xcoms"]["smoke_test/return_value"] == [0, 2]
+    assert run["xcoms"]["wait_for_stack/_link_ApiEndpointLink"] == endpoint["api_endpoint"]
+    assert run["xcoms"]["create_stack/_link_CloudFormationStackLink"].startswith(
+        "https://us-east-1.console.aws.amazon.com/cloudformation/home?region=us-east-1#")
+    version = run["xcoms"]["train_model/model_s3_key"].split("/")[2]
+    assert len(version) == 15 and version[8] == "T", version
+
+    waited = output.count("stack tdv-iris is CREATE_IN_PROGRESS")
+    if mode == "poke":
+        assert waited >= 2, "the sensor did not poke while the stack was held"
+    elif mode == "reschedule":
+        assert run["tis"]["wait_for_stack"]["reschedules"] >= 1, run["tis"]
+    else:
+        assert "[DAG TEST] running trigger in line" in output
