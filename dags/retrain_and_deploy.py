@@ -119,11 +119,12 @@ def _installed_closure(distribution: str) -> list[str]:
 
 
 def _on_emulator(endpoint_url: str | None) -> bool:
-    """Whether the connection points at a local emulator rather than AWS."""
+    """Whether the connection points at an emulator (127.0.0.1, or the Compose file's
+    ``local-aws`` service) rather than at an AWS endpoint."""
     from urllib.parse import urlparse
 
-    return bool(endpoint_url) and urlparse(endpoint_url).hostname in {
-        "127.0.0.1", "localhost", "::1"}
+    host = urlparse(endpoint_url).hostname or "" if endpoint_url else ""
+    return bool(host) and not host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".aws"))
 
 
 def _post_json(url: str, payload: Any, timeout: float = 30.0) -> dict[str, Any]:

@@ -22,8 +22,11 @@ from tdv_airflow.lifecycle import DEPLOYMENT_TAG
 from tdv_airflow.resources import default_lambda_source_path, default_template_path
 from tdv_airflow.template import build_parameters, read_template
 from tdv_airflow.validation import (
+    ENDPOINT_AUTH_MODES,
     check_bucket_name,
     check_callable,
+    check_endpoint_auth,
+    check_role_arn,
     check_s3_key,
     check_stack_name,
     lambda_runtime,
@@ -199,13 +202,20 @@ def function_name_for(stack_name: str) -> str:
 
 
 def stack_parameters(response: Mapping[str, Any], stack_name: str,
-                     extra: Mapping[str, Any] | None = None) -> list[dict[str, str]]:
+                     extra: Mapping[str, Any] | None = None, *,
+                     endpoint_auth: str = "iam") -> list[dict[str, str]]:
     """The CloudFormation parameters for a prepare result.
 
     :param response: the prepare result.
     :param stack_name: the stack name.
-    :param extra: further template parameters (e.g. ``{"StageName": "v1"}``).
+    :param extra: further template parameters (e.g. ``{"StageName": "v1"}``); an
+        ``EndpointAuth`` here wins over ``endpoint_auth``.
+    :param endpoint_auth: how callers authenticate: ``"iam"`` (SigV4, the default),
+        ``"api_key"`` or ``"none"`` (public); becomes the ``EndpointAuth`` parameter.
+    :raises InvalidInputError: for another ``endpoint_auth``, or a non-default one with a
+        template that does not declare ``EndpointAuth``.
     """
+    mode = check_endpoint_auth(endpoint_auth)
     digests = response["sha256"]
     values: dict[str, Any] = {
         "ArtifactBucket": response["bucket"],
@@ -227,6 +237,13 @@ def stack_parameters(response: Mapping[str, Any], stack_name: str,
         values["DepsLayerSha256"] = digests[layers.DEPS_LAYER_KIND]
     if response.get("extra_layer_arns"):
         values["ExtraLayerArns"] = list(response["extra_layer_arns"])
+    if "EndpointAuth" in response["template_parameters"]:
+        values["EndpointAuth"] = ENDPOINT_AUTH_MODES[mode]
+    elif mode != "iam":
+        raise InvalidInputError(
+            f"endpoint_auth={endpoint_auth!r} needs a template that declares the parameter "
+            "'EndpointAuth' (see the shipped templates/stack_template.json); this one does not, "
+            "so its own settings decide how the endpoint is authenticated")
     values.update(extra or {})
     declared: dict[str, Any] = {name: {} for name in response["template_parameters"]}
     return build_parameters({"Parameters": declared}, values)
@@ -241,8 +258,17 @@ def create_stack(
     on_exists: str = "update",
     client_request_token: str | None = None,
     poll_interval: float = 5.0,
+    *,
+    endpoint_auth: str = "iam",
+    role_arn: str | None = None,
 ) -> dict[str, Any]:
     """Create or update the deployment stack (does not wait for it to finish).
+
+    Safe to retry: the stack is tagged with a fingerprint of the template, parameters and
+    tags it was given (:func:`tdv_airflow.stacks.fingerprint`); when a stack that has not
+    failed already carries the wanted fingerprint, nothing is sent (``operation`` is
+    ``"unchanged"``). The emulator answers an identical update with UPDATE_COMPLETE
+    instead of "No updates are to be performed", so this does not rely on that answer.
 
     :param clients: boto3 clients.
     :param prepare_response: the prepare result.
@@ -253,18 +279,37 @@ def create_stack(
     :param on_exists: ``"update"``, ``"skip"`` or ``"fail"`` when the stack exists.
     :param client_request_token: idempotency token.
     :param poll_interval: seconds between polls while a stack in progress is waited for.
+    :param endpoint_auth: ``"iam"`` (default: callers sign with SigV4), ``"api_key"`` (an
+        API key with a usage plan; its id is the ``ApiKeyId`` output) or ``"none"`` (a
+        public endpoint, logged as a warning).
+    :param role_arn: the CloudFormation service role that creates the resources
+        (``RoleARN``); ``None`` lets CloudFormation act with the caller's permissions.
     :returns: the create contract (``stack_id``, ``stack_name``, ``stack_status``,
         ``operation``).
     """
     check_stack_name(stack_name)
+    check_role_arn(role_arn)
     response = check_prepare_response(prepare_response)
-    params = stack_parameters(response, stack_name, parameters)
+    params = stack_parameters(response, stack_name, parameters, endpoint_auth=endpoint_auth)
+    if any(p["ParameterKey"] == "EndpointAuth" and p["ParameterValue"] == "NONE"
+           for p in params):
+        log.warning("!!! stack %s: endpoint_auth='none' makes POST /predict PUBLIC: anyone "
+                    "who knows the URL can call it (and run up the bill); use 'iam' or "
+                    "'api_key' unless that is what you want", stack_name)
+    all_tags = {DEPLOYMENT_TAG: stack_name,
+                "tdv-airflow:model": str(response["model_s3_key"])[:256],
+                **{str(k): str(v) for k, v in (tags or {}).items()}}
+    wanted = stacks.fingerprint(response["url_s3_stack_template"], params, all_tags)
+    applied = stacks.find_applied(clients.cloudformation, stack_name, wanted)
+    if applied is not None:
+        log.info("stack %s (%s) already has this template, parameters and tags: nothing to "
+                 "send", stack_name, applied["StackStatus"])
+        return {**stacks.summary(applied), "operation": "unchanged"}
     return stacks.create_or_update(
         clients.cloudformation, stack_name, response["url_s3_stack_template"], params,
-        tags={DEPLOYMENT_TAG: stack_name, "tdv-airflow:model": str(response["model_s3_key"])[:256],
-              **(tags or {})},
-        on_exists=on_exists, client_request_token=client_request_token,
-        poll_interval=poll_interval,
+        tags={**all_tags, stacks.FINGERPRINT_TAG: wanted}, on_exists=on_exists,
+        client_request_token=client_request_token, poll_interval=poll_interval,
+        role_arn=role_arn,
     )
 
 
@@ -280,5 +325,6 @@ def endpoint_of(stack: Mapping[str, Any]) -> dict[str, Any]:
         "stack_status": stack["StackStatus"],
         "api_name": outputs.get("ApiName"),
         "api_endpoint": outputs.get("ApiEndpoint"),
+        "endpoint_auth": outputs.get("EndpointAuth"),
         "outputs": outputs,
     }

@@ -21,6 +21,7 @@ processes (an Airflow task runner, a triggerer, the tests) see the same resource
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -53,10 +54,27 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs; reaps it when it is our exited child (no zombie)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:  # not our child: ask the kernel
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _is_up(endpoint_url: str) -> bool:
+    """Whether a server answers at all (moto's data.json answers 500 once it holds a stack)."""
     try:
         with urllib.request.urlopen(f"{endpoint_url}/moto-api/data.json", timeout=1):  # noqa: S310
             return True
+    except urllib.error.HTTPError:
+        return True
     except (urllib.error.URLError, OSError):
         return False
 
@@ -119,16 +137,17 @@ class LocalAws:
             return
         try:
             os.killpg(self.pid, signal.SIGTERM)
-            for _ in range(50):
-                os.kill(self.pid, 0)
-                time.sleep(0.1)
-            os.killpg(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
+            self.pid = None
+            return
+        for _ in range(50):
+            if not _alive(self.pid):
+                break
+            time.sleep(0.1)
+        else:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+            _alive(self.pid)
         self.pid = None
 
     def reset(self) -> None:

@@ -188,6 +188,7 @@ def create_or_update(
     on_exists: str = "update",
     client_request_token: str | None = None,
     poll_interval: float = 5.0,
+    role_arn: str | None = None,
 ) -> dict[str, Any]:
     """Create the stack, or bring an existing one to this template and parameters.
 
@@ -203,6 +204,8 @@ def create_or_update(
     :param on_exists: ``"update"`` (default), ``"skip"`` or ``"fail"``.
     :param client_request_token: idempotency token for the create/update call.
     :param poll_interval: seconds between polls while waiting for a stack in progress.
+    :param role_arn: a CloudFormation service role (``RoleARN``) that creates and updates
+        the stack's resources instead of the caller (already checked).
     :returns: the create contract plus ``operation`` (created, updated, unchanged,
         skipped or recreated).
     """
@@ -214,8 +217,14 @@ def create_or_update(
         "Capabilities": CAPABILITIES,
         "Tags": [{"Key": k, "Value": str(v)} for k, v in (tags or {}).items()],
     }
-    if client_request_token:
-        args["ClientRequestToken"] = client_request_token
+    if role_arn:
+        args["RoleARN"] = role_arn
+    def token(operation: str) -> dict[str, str]:
+        """A distinct token per operation: AWS refuses one token for two operations."""
+        if not client_request_token:
+            return {}
+        return {"ClientRequestToken": f"{client_request_token[:120]}-{operation}"}
+
     stack = describe(cfn, stack_name)
     operation = "created"
     if stack is not None and classify(stack["StackStatus"]) == "in_progress":
@@ -228,7 +237,7 @@ def create_or_update(
         _delete_and_wait(cfn, stack, poll_interval)
         stack, operation = None, "recreated"
     if stack is None:
-        stack_id = cfn.create_stack(**args, OnFailure="ROLLBACK")["StackId"]
+        stack_id = cfn.create_stack(**args, **token(operation), OnFailure="ROLLBACK")["StackId"]
         return {**summary(describe(cfn, stack_id) or {}), "operation": operation}
     if on_exists == "skip":
         return {**summary(stack), "operation": "skipped"}
@@ -238,7 +247,7 @@ def create_or_update(
     if stack["StackStatus"] not in UPDATABLE_STATES:
         raise_if_failed(cfn, stack)
     try:
-        cfn.update_stack(**args)
+        cfn.update_stack(**args, **token("updated"))
     except cfn.exceptions.ClientError as exc:
         if not _is_no_update(exc):
             raise

@@ -214,23 +214,14 @@ class CreateStackOperator(AwsConnectionMixin):
     def _apply(self, context: Context, stack_name: str, response: Mapping[str, Any]
                ) -> dict[str, Any]:
         """Send the create or update unless an earlier try (or run) already did."""
-        from tdv_airflow import deployment, stacks
+        from tdv_airflow import deployment
         from tdv_airflow.naming import client_request_token
 
-        clients = self.hook.clients()
-        tags = {str(k): str(v) for k, v in (self.tags or {}).items()}
-        params = deployment.stack_parameters(response, stack_name, self.stack_parameters)
-        wanted = stacks.fingerprint(response["url_s3_stack_template"], params, tags)
-        stack = stacks.find_applied(clients.cloudformation, stack_name, wanted)
-        if stack is not None:
-            self.log.info("stack %s (%s) already has this template, parameters and tags: "
-                          "nothing to send", stack_name, stack["StackStatus"])
-            return stacks.summary(stack)
         token = client_request_token(context["ti"].dag_id, context["run_id"], stack_name)
         result = deployment.create_stack(
-            clients, response, stack_name, parameters=self.stack_parameters,
-            tags={**tags, stacks.FINGERPRINT_TAG: wanted}, on_exists=self.on_exists,
-            client_request_token=token, poll_interval=self.poll_interval)
+            self.hook.clients(), response, stack_name, parameters=self.stack_parameters,
+            tags=self.tags, on_exists=self.on_exists, client_request_token=token,
+            poll_interval=self.poll_interval)
         self.log.info("stack %s %s (%s)", stack_name, result["operation"], result["stack_status"])
         return {key: result[key] for key in CREATE_KEYS}
 

@@ -206,3 +206,14 @@ def test_bad_input_fails_before_anything_is_created(aws, s3, bucket, model_bytes
     assert artifact_objects(s3, bucket) == {}
     cfn = boto_session.client("cloudformation", endpoint_url=aws.endpoint_url)
     assert cfn.describe_stacks()["Stacks"] == []
+
+
+def test_a_repeated_create_sends_nothing(aws, bucket, model_bytes, boto_session) -> None:
+    d = make_deploy(aws, bucket)
+    resp = d.prepare_deployment()
+    first = d.create_stack(resp, invoke_mode=0)
+    cfn = boto_session.client("cloudformation", endpoint_url=aws.endpoint_url)
+    events = len(cfn.describe_stack_events(StackName="tdv-test-iris")["StackEvents"])
+    again = make_deploy(aws, bucket).create_stack(resp, invoke_mode=0)
+    assert again == {**first, "operation": "unchanged"}
+    assert len(cfn.describe_stack_events(StackName="tdv-test-iris")["StackEvents"]) == events
