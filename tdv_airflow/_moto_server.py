@@ -24,6 +24,9 @@ def _patch_layer_version_ref() -> None:
 def main() -> None:
     """Run ``moto.server`` with the fix applied; arguments as ``moto_server``'s."""
     _patch_layer_version_ref()
+    from tdv_airflow._moto_api_keys import install as install_api_key_models
+
+    install_api_key_models()
     from moto.server import main as moto_main
 
     moto_main(sys.argv[1:])

@@ -22,7 +22,12 @@ from tdv_airflow import deployment, stacks
 from tdv_airflow.auth import AwsClients, UserAwsAuth
 from tdv_airflow.exceptions import StackNotFoundError
 from tdv_airflow.pickling import resolve_callable
-from tdv_airflow.validation import check_invoke_mode, check_stack_name
+from tdv_airflow.validation import (
+    check_endpoint_auth,
+    check_invoke_mode,
+    check_role_arn,
+    check_stack_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +71,13 @@ class Deploy:
         Linux environment), a dict of its fields, or a list of requirement lines.
     :param extra_layer_arns: existing Lambda layer version ARNs attached after
         tdv-airflow's layers, in order (at most 5 layers in all).
+    :param endpoint_auth: how callers of the endpoint authenticate: ``"iam"`` (default:
+        SigV4-signed requests, see :func:`tdv_airflow.endpoint_client.call_endpoint`),
+        ``"api_key"`` (an API key with a usage plan; its value from
+        :func:`tdv_airflow.endpoint_client.api_key_value`) or ``"none"`` (public, logged
+        as a warning).
+    :param role_arn: a CloudFormation service role that creates the stack's resources
+        (see ``docs/iam.md``); ``None`` lets CloudFormation use the caller's permissions.
     """
 
     def __init__(
@@ -88,6 +100,8 @@ class Deploy:
         by_value_modules: Iterable[str] = (),
         dependencies: Any = None,
         extra_layer_arns: Sequence[str] | str | None = None,
+        endpoint_auth: str = "iam",
+        role_arn: str | None = None,
     ) -> None:
         self.bucket = bucket
         self.model_s3_key = model_s3_key
@@ -105,6 +119,8 @@ class Deploy:
         self.by_value_modules = tuple(by_value_modules)
         self.dependencies = dependencies
         self.extra_layer_arns = extra_layer_arns
+        self.endpoint_auth = check_endpoint_auth(endpoint_auth)
+        self.role_arn = check_role_arn(role_arn)
         self.clients = AwsClients.from_auth(auth_object, region)
         self.last_prepare: deployment.PrepareResult | None = None
 
@@ -151,7 +167,8 @@ class Deploy:
         name = check_stack_name(stack_name or self.stack_name)
         created = deployment.create_stack(
             self.clients, prepare_env_response, name, parameters=self.stack_parameters,
-            poll_interval=self.poll_interval)
+            poll_interval=self.poll_interval, endpoint_auth=self.endpoint_auth,
+            role_arn=self.role_arn)
         if mode == 1:
             return created
         stack = stacks.wait_for_stack(self.clients.cloudformation, created["stack_id"],

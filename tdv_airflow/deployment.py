@@ -299,7 +299,7 @@ def create_stack(
     all_tags = {DEPLOYMENT_TAG: stack_name,
                 "tdv-airflow:model": str(response["model_s3_key"])[:256],
                 **{str(k): str(v) for k, v in (tags or {}).items()}}
-    wanted = stacks.fingerprint(response["url_s3_stack_template"], params, all_tags)
+    wanted = stacks.fingerprint(response["url_s3_stack_template"], params, all_tags, role_arn)
     applied = stacks.find_applied(clients.cloudformation, stack_name, wanted)
     if applied is not None:
         log.info("stack %s (%s) already has this template, parameters and tags: nothing to "
@@ -325,6 +325,5 @@ def endpoint_of(stack: Mapping[str, Any]) -> dict[str, Any]:
         "stack_status": stack["StackStatus"],
         "api_name": outputs.get("ApiName"),
         "api_endpoint": outputs.get("ApiEndpoint"),
-        "endpoint_auth": outputs.get("EndpointAuth"),
         "outputs": outputs,
     }

@@ -6,6 +6,13 @@ Routing follows the REST API of the shipped template: only ``POST /predict`` (al
 method gets API Gateway's ``403 {"message": "Missing Authentication Token"}``. One
 function process serves every request in turn, so after the first (cold) request the
 model stays loaded.
+
+Requests are authenticated as the deployed API would: the mode the stack was deployed
+with (its ``EndpointAuth``) is enforced by an
+:class:`~tdv_airflow.endpoint_client.EndpointAuthenticator` (``API_KEY``: the stack's key
+in ``x-api-key``; ``AWS_IAM``: a well-formed SigV4 signature for ``execute-api``, verified
+when the signer's credentials are the server's own; ``NONE``: open). A refused request
+gets API Gateway's 403 and never reaches the function.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tdv_airflow.endpoint_client import EndpointAuthenticator
 from tdv_airflow.local_run import DeployedFunction, LocalFunction, api_gateway_event
 
 log = logging.getLogger(__name__)
@@ -28,7 +36,8 @@ MAX_REQUEST_BYTES = 10 * 1024 * 1024
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
-def _make_handler(function: LocalFunction) -> type[BaseHTTPRequestHandler]:
+def _make_handler(function: LocalFunction, authenticator: EndpointAuthenticator | None = None
+                  ) -> type[BaseHTTPRequestHandler]:
     if function.function is None:
         raise ValueError("start the function before serving it")
     fn: DeployedFunction = function.function
@@ -56,8 +65,8 @@ def _make_handler(function: LocalFunction) -> type[BaseHTTPRequestHandler]:
             if self.command != "HEAD":
                 self.wfile.write(body)
 
-        def _gateway(self, status: int, message: str) -> None:
-            self._send(status, {"x-amzn-ErrorType": ["ForbiddenException"]
+        def _gateway(self, status: int, message: str, error_type: str | None = None) -> None:
+            self._send(status, {"x-amzn-ErrorType": [error_type or "ForbiddenException"]
                                 if status == 403 else []},
                        json.dumps({"message": message}).encode())
 
@@ -75,6 +84,13 @@ def _make_handler(function: LocalFunction) -> type[BaseHTTPRequestHandler]:
             headers: dict[str, list[str]] = {}
             for name, value in self.headers.items():
                 headers.setdefault(name, []).append(value)
+            if authenticator is not None:
+                refusal = authenticator.check(
+                    self.command, f"http://{self.headers.get('Host', '')}{self.path}",
+                    headers, body)
+                if refusal is not None:
+                    self._gateway(refusal.status, refusal.message, refusal.error_type)
+                    return
             query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
             account = fn.function_arn.split(":")[4] if fn.function_arn.count(":") >= 4 else ""
             event = api_gateway_event(
@@ -99,8 +115,8 @@ def _make_handler(function: LocalFunction) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def make_server(function: LocalFunction, host: str = "127.0.0.1", port: int = 8080
-                ) -> ThreadingHTTPServer:
+def make_server(function: LocalFunction, host: str = "127.0.0.1", port: int = 8080,
+                auth: EndpointAuthenticator | None = None) -> ThreadingHTTPServer:
     """An HTTP server answering through ``function`` (started, not yet serving).
 
     The function process is started at once (its cold start then happens before the
@@ -109,23 +125,32 @@ def make_server(function: LocalFunction, host: str = "127.0.0.1", port: int = 80
     :param function: the local function.
     :param host: the address to bind (loopback by default).
     :param port: the port (0 picks a free one: read ``server.server_address``).
+    :param auth: how requests are authenticated; ``None`` (default) enforces the mode the
+        stack was deployed with (:meth:`EndpointAuthenticator.for_stack`).
+    :raises EndpointAuthError: when an ``API_KEY`` stack's key cannot be read.
     """
+    if auth is None:
+        auth = EndpointAuthenticator.for_stack(function.clients, function.stack_name)
     function.start()
-    server = ThreadingHTTPServer((host, port), _make_handler(function))
+    log.info("stack %s: requests are authenticated as EndpointAuth %s", function.stack_name,
+             auth.mode)
+    server = ThreadingHTTPServer((host, port), _make_handler(function, auth))
     server.daemon_threads = True
     return server
 
 
 def serve(function: LocalFunction, host: str = "127.0.0.1", port: int = 8080,
-          ready: Callable[[str], None] | None = None) -> None:
+          ready: Callable[[str], None] | None = None,
+          auth: EndpointAuthenticator | None = None) -> None:
     """Serve until interrupted, then stop the function's process.
 
     :param function: the local function.
     :param host: the address to bind.
     :param port: the port.
     :param ready: called with the ``/predict`` URL once listening (default: print it).
+    :param auth: how requests are authenticated (default: as the stack was deployed).
     """
-    server = make_server(function, host, port)
+    server = make_server(function, host, port, auth)
     bound_host, bound_port = server.server_address[:2]
     url = f"http://{bound_host!s}:{bound_port}/predict"
     name = function.function.function_name if function.function else "?"
@@ -140,7 +165,8 @@ def serve(function: LocalFunction, host: str = "127.0.0.1", port: int = 8080,
         function.close()
 
 
-def serve_in_thread(function: LocalFunction, host: str = "127.0.0.1", port: int = 0
+def serve_in_thread(function: LocalFunction, host: str = "127.0.0.1", port: int = 0,
+                    auth: EndpointAuthenticator | None = None
                     ) -> tuple[ThreadingHTTPServer, threading.Thread]:
     """Start serving in a background thread (for tests and notebooks).
 
@@ -149,8 +175,9 @@ def serve_in_thread(function: LocalFunction, host: str = "127.0.0.1", port: int 
     :param function: the local function.
     :param host: the address to bind.
     :param port: the port (0 picks a free one).
+    :param auth: how requests are authenticated (default: as the stack was deployed).
     """
-    server = make_server(function, host, port)
+    server = make_server(function, host, port, auth)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return server, thread

@@ -277,7 +277,7 @@ FINGERPRINT_TAG = "tdv-airflow:fingerprint"
 
 
 def fingerprint(template_url: str, parameters: Sequence[Mapping[str, str]],
-                tags: Mapping[str, str] | None = None) -> str:
+                tags: Mapping[str, str] | None = None, role_arn: str | None = None) -> str:
     """A digest of everything a create or update would apply to a stack.
 
     Equal fingerprints mean the same template, parameters and tags; tag the stack with it
@@ -286,6 +286,7 @@ def fingerprint(template_url: str, parameters: Sequence[Mapping[str, str]],
     :param template_url: the template's HTTPS S3 URL (content-addressed).
     :param parameters: CloudFormation parameters.
     :param tags: the stack tags, without the fingerprint tag.
+    :param role_arn: the CloudFormation service role the operation runs with.
     """
     import hashlib
     import json
@@ -294,6 +295,7 @@ def fingerprint(template_url: str, parameters: Sequence[Mapping[str, str]],
         "template_url": template_url,
         "parameters": sorted((p["ParameterKey"], p["ParameterValue"]) for p in parameters),
         "tags": sorted((k, str(v)) for k, v in (tags or {}).items() if k != FINGERPRINT_TAG),
+        **({"role_arn": role_arn} if role_arn else {}),
     }, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -128,3 +128,66 @@ def check_positive(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise InvalidInputError(f"{what} must be a number above 0, got {value!r}")
     return value
+
+
+#: ``endpoint_auth`` values and the ``EndpointAuth`` template parameter each selects.
+ENDPOINT_AUTH_MODES = {"iam": "AWS_IAM", "api_key": "API_KEY", "none": "NONE"}
+#: An IAM role ARN in any partition, e.g. ``arn:aws:iam::123456789012:role/path/name``.
+ROLE_ARN_RE = re.compile(
+    r"^arn:aws(?:-[a-z]+)*:iam::\d{12}:role/(?:[\x21-\x7e]{1,510}/)?[\w+=,.@-]{1,64}$")
+
+
+def check_endpoint_auth(endpoint_auth: Any) -> str:
+    """Return the endpoint authentication mode: ``"iam"``, ``"api_key"`` or ``"none"``.
+
+    The template's names (``AWS_IAM``, ``API_KEY``, ``NONE``) and any letter case are
+    accepted too.
+
+    :param endpoint_auth: the candidate mode.
+    :raises InvalidInputError: for anything else.
+    """
+    if isinstance(endpoint_auth, str):
+        value = endpoint_auth.strip().lower()
+        value = {"aws_iam": "iam", "apikey": "api_key"}.get(value, value)
+        if value in ENDPOINT_AUTH_MODES:
+            return value
+    raise InvalidInputError(
+        f"invalid endpoint_auth {endpoint_auth!r}: expected 'iam' (callers sign requests "
+        "with SigV4, the default), 'api_key' (callers send the stack's API key in x-api-key) "
+        "or 'none' (a public endpoint: anyone who knows the URL can call it)"
+    )
+
+
+def check_role_arn(role_arn: Any) -> str | None:
+    """Return ``role_arn`` (``None`` allowed) if it is an IAM role ARN.
+
+    :param role_arn: the candidate CloudFormation service role ARN.
+    :raises InvalidInputError: when it is not ``arn:<partition>:iam::<account>:role/<name>``.
+    """
+    if role_arn is None:
+        return None
+    if not isinstance(role_arn, str) or not ROLE_ARN_RE.match(role_arn):
+        raise InvalidInputError(
+            f"invalid role_arn {role_arn!r}: expected the ARN of the IAM role CloudFormation "
+            "assumes to create the stack, e.g. arn:aws:iam::123456789012:role/tdv-cfn-deployer "
+            "(see docs/iam.md)"
+        )
+    return role_arn
+
+
+#: AWS region names: ``us-east-1``, ``eu-central-2``, ``us-gov-west-1``, ``cn-north-1`` ...
+REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
+
+
+def check_region(region_name: Any, what: str = "region_name") -> str:
+    """Return ``region_name`` if it has the form of an AWS region name.
+
+    :param region_name: the candidate, e.g. ``"eu-west-1"``.
+    :param what: the argument's name, for the message.
+    :raises InvalidInputError: when it is not a string like ``eu-west-1``.
+    """
+    if not isinstance(region_name, str) or not REGION_RE.match(region_name):
+        raise InvalidInputError(
+            f"invalid {what} {region_name!r}: an AWS region name looks like 'eu-west-1' "
+            f"(pattern {REGION_RE.pattern})")
+    return region_name

@@ -70,8 +70,10 @@ def deployed(local_aws: LocalAws, tmp_path_factory: pytest.TempPathFactory) -> D
     s3.put_object(Bucket=BUCKET, Key=MODEL_KEY, Body=pickle.dumps(model))
     deps = Dependencies(from_installed=DEPS, compresslevel=1,
                         cache_dir=str(tmp_path_factory.mktemp("layer-cache")))
+    # A public endpoint: these tests are about running the function, not about the
+    # endpoint's authentication (tests/security/test_endpoint_auth_modes.py).
     deploy = Deploy(BUCKET, MODEL_KEY, iris_features, auth, region=REGION, stack_name=STACK,
-                    poll_interval=0.2, dependencies=deps)
+                    poll_interval=0.2, dependencies=deps, endpoint_auth="none")
     response = deploy.prepare_deployment()
     assert deploy.deploy(response, 0)["stack_status"] == "CREATE_COMPLETE"
     rows = [list(map(float, r)) for r in X[::10]]

@@ -1,0 +1,465 @@
+"""Calling a deployed endpoint the way its authentication mode asks, and checking calls.
+
+The stack's ``EndpointAuth`` output says how ``POST /predict`` authenticates its callers:
+
+- ``AWS_IAM`` (``endpoint_auth="iam"``, the default): the request is signed with AWS
+  Signature Version 4 for the service ``execute-api``, by an identity allowed
+  ``execute-api:Invoke`` on the API;
+- ``API_KEY``: the request carries the stack's API key in the ``x-api-key`` header; the
+  stack outputs only the key's id (``ApiKeyId``), :func:`api_key_value` reads its value;
+- ``NONE``: nothing is needed (a public endpoint).
+
+Client side, :func:`call_endpoint` sends a request for any of the modes (the smoke test
+on AWS and the tests against ``tdv-local-run serve`` use it)::
+
+    from tdv_airflow.endpoint_client import call_endpoint
+    answer = call_endpoint(url, {"features": [[5.1, 3.5, 1.4, 0.2]]}, "iam",
+                           session=boto3.Session(profile_name="ml"))
+    answer.status, answer.json()
+
+Server side, :class:`EndpointAuthenticator` is what the local stand-in of the API
+(:mod:`tdv_airflow.local_server`) applies before a request reaches the function. What it
+verifies, exactly:
+
+- ``API_KEY``: the ``x-api-key`` header equals the stack's key (compared in constant
+  time); otherwise ``403 {"message": "Forbidden"}``, as API Gateway answers.
+- ``AWS_IAM``: the request has an ``Authorization`` header of the form
+  ``AWS4-HMAC-SHA256 Credential=<key id>/<yyyymmdd>/<region>/execute-api/aws4_request,
+  SignedHeaders=<...>, Signature=<64 hex>``, whose scope names the API's region and the
+  service ``execute-api``; an ``X-Amz-Date`` within 5 minutes of now (API Gateway's
+  allowance) on the scope's day; ``host`` and ``x-amz-date`` among the signed headers, and
+  every signed header present; a ``X-Amz-Content-SHA256``, if sent, equal to the body's
+  digest. When the key id is one whose secret the server knows (the credentials the
+  server itself runs with, plus any given), the signature is recomputed with botocore's
+  ``SigV4Auth`` over the method, path, query, signed headers and body, and must match
+  (and a signed session token must be that credential's token). A key id the server does
+  not know cannot be checked cryptographically: its request is accepted when well formed
+  (``accept_unknown_signers=True``, the default) or refused. Never checked locally:
+  whether the signer's IAM policies allow ``execute-api:Invoke`` (only AWS knows them),
+  and replays within the 5 minutes.
+- ``NONE``: every request passes.
+
+A refused request gets API Gateway's ``403`` body and ``x-amzn-ErrorType``. Neither the
+key's value nor a signature is ever logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tdv_airflow.exceptions import TdvError
+from tdv_airflow.validation import ENDPOINT_AUTH_MODES, check_endpoint_auth
+
+log = logging.getLogger(__name__)
+
+#: The SigV4 service name of API Gateway's invoke endpoints.
+EXECUTE_API = "execute-api"
+#: How far ``X-Amz-Date`` may be from the server's clock (API Gateway allows 5 minutes).
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+_AUTH_RE = re.compile(
+    r"^AWS4-HMAC-SHA256 Credential=(?P<credential>[^,\s]+),\s*"
+    r"SignedHeaders=(?P<signed>[a-z0-9;_.-]+),\s*Signature=(?P<signature>[0-9a-f]{64})$")
+_HOST_RE = re.compile(r"^[a-z0-9]+\.execute-api\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
+_AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+_TEMPLATE_TO_MODE = {value: mode for mode, value in ENDPOINT_AUTH_MODES.items()}
+
+
+class EndpointAuthError(TdvError):
+    """An endpoint cannot be called or served as its authentication mode needs."""
+
+
+# ------------------------------------------------------------------ the stack's mode
+
+def _stack(clients: Any, stack: str | Mapping[str, Any]) -> Mapping[str, Any]:
+    if not isinstance(stack, str):
+        return stack
+    from tdv_airflow.exceptions import StackNotFoundError
+    from tdv_airflow.stacks import describe
+
+    found = describe(clients.cloudformation, stack)
+    if found is None:
+        raise StackNotFoundError(stack)
+    return found
+
+
+def endpoint_auth_of(stack: Mapping[str, Any]) -> str:
+    """The mode a stack was deployed with: ``"iam"``, ``"api_key"`` or ``"none"``.
+
+    Read from the ``EndpointAuth`` output, else the parameter; a stack with neither (made
+    by a tdv-airflow before endpoint authentication, or a custom template) is ``"none"``,
+    which is what such stacks served.
+
+    :param stack: a ``describe_stacks`` entry.
+    """
+    outputs = {o["OutputKey"]: o.get("OutputValue") for o in stack.get("Outputs") or []}
+    params = {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters") or []}
+    value = outputs.get("EndpointAuth") or params.get("EndpointAuth")
+    if not value:
+        log.warning("stack %s declares no EndpointAuth: treating its endpoint as public",
+                    stack.get("StackName"))
+        return "none"
+    return check_endpoint_auth(_TEMPLATE_TO_MODE.get(str(value), str(value)))
+
+
+def _apigateway(clients: Any) -> Any:
+    client = getattr(clients, "apigateway", None)
+    if client is not None:
+        return client
+    # AwsClients has no API Gateway property (yet): build one from its factory.
+    return clients._factory("apigateway")
+
+
+def api_key_value(clients: Any, stack: str | Mapping[str, Any]) -> str:
+    """The value of a stack's API key (``EndpointAuth`` ``API_KEY``).
+
+    The stack outputs only the key's id; this reads the value with
+    ``apigateway:GetApiKey`` (``includeValue=True``), which the caller's identity needs
+    (see ``docs/iam.md``). Keep the value out of logs and XCom.
+
+    :param clients: :class:`~tdv_airflow.auth.AwsClients` (or anything with a
+        ``cloudformation`` and an ``apigateway`` client).
+    :param stack: the stack's name, or its ``describe_stacks`` entry.
+    :raises EndpointAuthError: when the stack has no API key.
+    """
+    described = _stack(clients, stack)
+    outputs = {o["OutputKey"]: o.get("OutputValue") for o in described.get("Outputs") or []}
+    key_id = outputs.get("ApiKeyId")
+    if not key_id:
+        raise EndpointAuthError(
+            f"stack {described.get('StackName')!r} has no ApiKeyId output: it was not "
+            f"deployed with endpoint_auth='api_key' (its EndpointAuth is "
+            f"{outputs.get('EndpointAuth')!r})")
+    value = _apigateway(clients).get_api_key(apiKey=key_id, includeValue=True).get("value")
+    if not value:
+        raise EndpointAuthError(f"API Gateway returned no value for the API key {key_id} of "
+                                f"stack {described.get('StackName')!r}")
+    return str(value)
+
+
+# ------------------------------------------------------------------------ the client
+
+@dataclass(frozen=True)
+class EndpointResponse:
+    """What the endpoint answered.
+
+    :param status: the HTTP status.
+    :param headers: the response headers.
+    :param body: the response body.
+    """
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.body)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def region_of(url: str, session: Any = None) -> str:
+    """The region a request to ``url`` is signed for.
+
+    :param url: an ``https://{api}.execute-api.{region}.amazonaws.com/...`` URL, or a local
+        one.
+    :param session: a boto3 Session whose region is used for a local URL.
+    :raises EndpointAuthError: when neither gives a region.
+    """
+    host = urllib.parse.urlsplit(url).hostname or ""
+    match = _HOST_RE.match(host)
+    if match:
+        return match.group("region")
+    region = getattr(session, "region_name", None)
+    if not region:
+        raise EndpointAuthError(f"cannot tell the region of {url!r}: pass a session with "
+                                "a region (or region=...)")
+    return str(region)
+
+
+def _body(payload: Any) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, str):
+        return payload.encode("utf-8")
+    return json.dumps(payload).encode("utf-8")
+
+
+def call_endpoint(
+    url: str,
+    payload: Any,
+    auth_mode: str,
+    session: Any = None,
+    api_key: str | None = None,
+    *,
+    region: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 35.0,
+) -> EndpointResponse:
+    """POST ``payload`` to ``url`` with what ``auth_mode`` needs.
+
+    ``"iam"`` signs the request with SigV4 (service ``execute-api``) using the session's
+    credentials; ``"api_key"`` sends ``api_key`` in ``x-api-key``; ``"none"`` sends
+    neither. An HTTP error status is returned, not raised.
+
+    :param url: the endpoint (the stack's ``ApiEndpoint`` output, or a local server's
+        ``/predict`` URL). Plain ``http`` only to a loopback address.
+    :param payload: ``bytes``/``str`` sent as they are, anything else as JSON.
+    :param auth_mode: ``"iam"``, ``"api_key"`` or ``"none"`` (or the template's names).
+    :param session: a boto3 Session whose credentials sign (``"iam"``); default: boto3's
+        default chain.
+    :param api_key: the key's value (``"api_key"``), e.g. from :func:`api_key_value`.
+    :param region: the signing region (default: from the URL, else the session's).
+    :param headers: further request headers.
+    :param timeout: seconds to wait for the answer (API Gateway gives up after 29 s).
+    :raises EndpointAuthError: when the URL, the credentials or the key are unusable.
+    """
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    mode = check_endpoint_auth(auth_mode)
+    split = urllib.parse.urlsplit(url)
+    if split.scheme not in ("http", "https") or not split.hostname:
+        raise EndpointAuthError(f"endpoint URL {url!r} must be an http(s) URL")
+    if split.scheme == "http" and not _is_loopback(split.hostname):
+        raise EndpointAuthError(f"refusing plain http to {split.hostname!r}: credentials and "
+                                "payloads go over https except to a loopback address")
+    request = AWSRequest(method="POST", url=url, data=_body(payload),
+                         headers={"Content-Type": "application/json", **(headers or {})})
+    if mode == "iam":
+        if session is None:
+            import boto3
+
+            session = boto3.Session()
+        credentials = session.get_credentials()
+        if credentials is None:
+            raise EndpointAuthError("endpoint_auth 'iam' needs AWS credentials to sign the "
+                                    "request, and the session has none")
+        SigV4Auth(credentials.get_frozen_credentials(), EXECUTE_API,
+                  region or region_of(url, session)).add_auth(request)
+    elif mode == "api_key":
+        if not api_key:
+            raise EndpointAuthError("endpoint_auth 'api_key' needs api_key=...: read it with "
+                                    "tdv_airflow.endpoint_client.api_key_value(clients, stack)")
+        request.headers["x-api-key"] = api_key
+    prepared = request.prepare()
+    http_request = urllib.request.Request(  # noqa: S310 - scheme checked above (http(s) only)
+        prepared.url, data=prepared.body, method="POST", headers=dict(prepared.headers.items()))
+    try:
+        with urllib.request.urlopen(http_request, timeout=timeout) as resp:  # noqa: S310 - same checked URL
+            answer = EndpointResponse(resp.status, dict(resp.headers.items()), resp.read())
+    except urllib.error.HTTPError as exc:
+        answer = EndpointResponse(exc.code, dict(exc.headers.items()), exc.read())
+    log.debug("POST %s (%s): %s", url, mode, answer.status)
+    return answer
+
+
+# ------------------------------------------------------------------------ the server
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request is refused, as API Gateway would say it.
+
+    :param status: the HTTP status (403).
+    :param message: the ``message`` of the JSON body.
+    :param error_type: the ``x-amzn-ErrorType`` header.
+    """
+
+    status: int
+    message: str
+    error_type: str
+
+
+_MISSING_TOKEN = Refusal(403, "Missing Authentication Token", "MissingAuthenticationTokenException")
+_FORBIDDEN = Refusal(403, "Forbidden", "ForbiddenException")
+_MISMATCH = Refusal(403, "The request signature we calculated does not match the signature "
+                         "you provided. Check your AWS Secret Access Key and signing method.",
+                    "InvalidSignatureException")
+
+
+def _incomplete(detail: str) -> Refusal:
+    return Refusal(403, f"Authorization header is malformed: {detail}",
+                   "IncompleteSignatureException")
+
+
+def _header(headers: Mapping[str, str | list[str]], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return ",".join(value) if isinstance(value, list) else value
+    return None
+
+
+@dataclass
+class EndpointAuthenticator:
+    """Checks requests against an endpoint's authentication mode (see the module doc).
+
+    :param mode: ``"iam"``, ``"api_key"`` or ``"none"``.
+    :param region: the API's region (the SigV4 scope must name it).
+    :param api_key: the key's value (``"api_key"`` mode).
+    :param credentials: botocore credentials whose signatures are verified, e.g. the
+        server's own; keyed by access key id.
+    :param accept_unknown_signers: accept a well-formed signature by an access key the
+        server does not know (it cannot be verified); ``False`` refuses it.
+    """
+
+    mode: str
+    region: str = "us-east-1"
+    api_key: str | None = field(default=None, repr=False)
+    credentials: dict[str, Any] = field(default_factory=dict, repr=False)
+    accept_unknown_signers: bool = True
+
+    def __post_init__(self) -> None:
+        self.mode = check_endpoint_auth(self.mode)
+        if self.mode == "api_key" and not self.api_key:
+            raise EndpointAuthError("an API_KEY endpoint needs the key's value to check "
+                                    "requests against")
+
+    @classmethod
+    def for_stack(cls, clients: Any, stack: str | Mapping[str, Any], *,
+                  credentials: Iterable[Any] = (),
+                  accept_unknown_signers: bool = True) -> EndpointAuthenticator:
+        """The authenticator of a deployed stack: its mode, key and region.
+
+        :param clients: the clients the server runs with; their credentials are known
+            signers.
+        :param stack: the stack's name, or its ``describe_stacks`` entry.
+        :param credentials: further known signers (botocore credentials).
+        :param accept_unknown_signers: see the class.
+        :raises EndpointAuthError: when an ``API_KEY`` stack's key cannot be read.
+        """
+        described = _stack(clients, stack)
+        mode = endpoint_auth_of(described)
+        key = None
+        if mode == "api_key":
+            try:
+                key = api_key_value(clients, described)
+            except EndpointAuthError:
+                raise
+            except Exception as exc:  # botocore ClientError, connection errors
+                raise EndpointAuthError(
+                    f"cannot read the API key of stack {described.get('StackName')!r} "
+                    f"(apigateway:GetApiKey): {exc}") from exc
+        known: dict[str, Any] = {}
+        for creds in (_client_credentials(clients), *credentials):
+            if creds is not None:
+                known[creds.access_key] = creds
+        return cls(mode, region=clients.region_name, api_key=key, credentials=known,
+                   accept_unknown_signers=accept_unknown_signers)
+
+    def check(self, method: str, url: str, headers: Mapping[str, str | list[str]],
+              body: bytes | None, now: datetime | None = None) -> Refusal | None:
+        """``None`` when the request may reach the function, else why not.
+
+        :param method: the HTTP method.
+        :param url: the full URL as the client addressed it (``http://host:port/path?q``).
+        :param headers: the request headers.
+        :param body: the request body.
+        :param now: the current time (for tests).
+        """
+        if self.mode == "none":
+            return None
+        if self.mode == "api_key":
+            sent = _header(headers, "x-api-key") or ""
+            assert self.api_key is not None
+            if not hmac.compare_digest(sent.encode(), self.api_key.encode()):
+                return _FORBIDDEN
+            return None
+        return self._check_sigv4(method, url, headers, body or b"", now or datetime.now(UTC))
+
+    def _check_sigv4(self, method: str, url: str, headers: Mapping[str, str | list[str]],
+                     body: bytes, now: datetime) -> Refusal | None:
+        authorization = _header(headers, "authorization")
+        if not authorization:
+            return _MISSING_TOKEN
+        match = _AUTH_RE.match(authorization.strip())
+        if not match:
+            return _incomplete("expected 'AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., "
+                               "Signature=...'")
+        parts = match.group("credential").split("/")
+        if len(parts) != 5 or parts[4] != "aws4_request" or not re.fullmatch(r"\d{8}", parts[1]):
+            return _incomplete("Credential must be <key id>/<yyyymmdd>/<region>/<service>/"
+                               "aws4_request")
+        key_id, day, scope_region, service = parts[:4]
+        if service != EXECUTE_API:
+            return _incomplete(f"the credential scope names the service {service!r}, not "
+                               f"{EXECUTE_API!r}")
+        if scope_region != self.region:
+            return _incomplete(f"the credential scope names the region {scope_region!r}, not "
+                               f"{self.region!r}")
+        signed = match.group("signed").split(";")
+        if "host" not in signed or "x-amz-date" not in signed:
+            return _incomplete("SignedHeaders must include host and x-amz-date")
+        missing = [name for name in signed if _header(headers, name) is None]
+        if missing:
+            return _incomplete(f"signed headers {missing} are missing from the request")
+        amz_date = _header(headers, "x-amz-date") or ""
+        try:
+            when = datetime.strptime(amz_date, _AMZ_DATE_FORMAT).replace(tzinfo=UTC)
+        except ValueError:
+            return _incomplete("X-Amz-Date must be yyyymmddThhmmssZ")
+        if amz_date[:8] != day:
+            return _incomplete("X-Amz-Date is not on the credential scope's day")
+        if abs(now - when) > MAX_CLOCK_SKEW:
+            return Refusal(403, f"Signature expired: {amz_date} is more than 5 min from now",
+                           "InvalidSignatureException")
+        content_sha = _header(headers, "x-amz-content-sha256")
+        if content_sha is not None and content_sha != hashlib.sha256(body).hexdigest():
+            return _MISMATCH
+        creds = self.credentials.get(key_id)
+        if creds is None:
+            if self.accept_unknown_signers:
+                log.info("SigV4 request by an access key this server does not know: accepted "
+                         "as well formed, its signature not verified")
+                return None
+            return Refusal(403, "The security token included in the request is invalid.",
+                           "UnrecognizedClientException")
+        token = _header(headers, "x-amz-security-token")
+        token_signed = "x-amz-security-token" in signed
+        if (creds.token or token) and (token != creds.token or not token_signed):
+            return Refusal(403, "The security token included in the request is invalid.",
+                           "UnrecognizedClientException")
+        expected = _signature(creds, self.region, method, url,
+                              {name: _header(headers, name) or "" for name in signed},
+                              body, amz_date)
+        if not hmac.compare_digest(expected, match.group("signature")):
+            return _MISMATCH
+        return None
+
+
+def _signature(credentials: Any, region: str, method: str, url: str,
+               signed_headers: Mapping[str, str], body: bytes, amz_date: str) -> str:
+    """The SigV4 signature botocore computes for this request at ``amz_date``."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    auth = SigV4Auth(credentials, EXECUTE_API, region)
+    request = AWSRequest(method=method, url=url, data=body, headers=dict(signed_headers))
+    request.context["timestamp"] = amz_date
+    canonical = auth.canonical_request(request)
+    return str(auth.signature(auth.string_to_sign(request, canonical), request))
+
+
+def _client_credentials(clients: Any) -> Any:
+    """The frozen credentials the clients sign with (``None`` when there are none)."""
+    from tdv_airflow.local_run import _credentials
+
+    return _credentials(clients)

@@ -1,0 +1,100 @@
+"""The security options' validation and mapping, and the published policy files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tdv_airflow import Deploy, security
+from tdv_airflow.deployment import stack_parameters
+from tdv_airflow.exceptions import InvalidInputError
+from tdv_airflow.validation import check_endpoint_auth, check_role_arn
+
+ROOT = Path(__file__).resolve().parents[2]
+RESPONSE: dict[str, Any] = {
+    "bucket": "b-1", "model_s3_key": "m.pkl", "s3_prepro_fn_location": "p", "s3_lbd_key": "c",
+    "s3_layer_key": "l", "runtime": "python3.11", "python_version": "3.11",
+    "dill_version": "0.3.9",
+    "sha256": {"model": "0" * 64, "prepro_fn": "1" * 64, "lambda_code": "2" * 64,
+               "layer": "3" * 64},
+    "template_parameters": ["ArtifactBucket", "ModelKey", "ModelSha256", "PreproKey",
+                            "PreproSha256", "CodeKey", "CodeSha256", "LayerKey",
+                            "LayerSha256", "Runtime", "PicklePythonVersion", "DillVersion",
+                            "FunctionName", "EndpointAuth"],
+}
+
+
+def params(response: dict[str, Any] = RESPONSE, **kw: Any) -> dict[str, str]:
+    return {p["ParameterKey"]: p["ParameterValue"]
+            for p in stack_parameters(response, "tdv-x", **kw)}
+
+
+@pytest.mark.parametrize("given,parameter", [
+    ("iam", "AWS_IAM"), ("api_key", "API_KEY"), ("none", "NONE"), ("AWS_IAM", "AWS_IAM"),
+    ("Api_Key", "API_KEY"),
+])
+def test_endpoint_auth_becomes_the_parameter(given: str, parameter: str) -> None:
+    assert params(endpoint_auth=given)["EndpointAuth"] == parameter
+
+
+def test_iam_is_the_default_and_stack_parameters_win() -> None:
+    assert params()["EndpointAuth"] == "AWS_IAM"
+    assert params(extra={"EndpointAuth": "NONE"})["EndpointAuth"] == "NONE"
+
+
+def test_a_template_without_endpoint_auth() -> None:
+    legacy = {**RESPONSE, "template_parameters": RESPONSE["template_parameters"][:-1]}
+    assert "EndpointAuth" not in params(legacy)
+    with pytest.raises(InvalidInputError, match="declares the parameter 'EndpointAuth'"):
+        params(legacy, endpoint_auth="api_key")
+
+
+@pytest.mark.parametrize("bad", ["", "public", "key", None, 3])
+def test_unknown_modes_are_refused(bad: Any) -> None:
+    with pytest.raises(InvalidInputError, match="expected 'iam'.*'api_key'.*'none'"):
+        check_endpoint_auth(bad)
+
+
+@pytest.mark.parametrize("arn", [
+    "arn:aws:iam::123456789012:role/tdv-cfn-deployer",
+    "arn:aws-cn:iam::123456789012:role/service/tdv_deployer+x=y,z.a@b-c",
+    "arn:aws-us-gov:iam::123456789012:role/a/b/c/deployer",
+])
+def test_role_arns_are_accepted(arn: str) -> None:
+    assert check_role_arn(arn) == arn
+    assert check_role_arn(None) is None
+
+
+@pytest.mark.parametrize("bad", [
+    "tdv-cfn-deployer", "arn:aws:iam::123456789012:user/alice",
+    "arn:aws:iam::12345:role/x", "arn:aws:sts::123456789012:assumed-role/x/y",
+    "arn:aws:iam::123456789012:role/", 42,
+])
+def test_bad_role_arns_are_refused_before_anything_happens(bad: Any) -> None:
+    with pytest.raises(InvalidInputError, match="invalid role_arn .*docs/iam.md"):
+        check_role_arn(bad)
+    with pytest.raises(InvalidInputError, match="invalid role_arn"):
+        Deploy("b-1", "m.pkl", len, None, stack_name="tdv-x", role_arn=bad)
+
+
+@pytest.mark.parametrize("name,build", [
+    ("airflow-identity-policy.json", security.airflow_identity_policy),
+    ("cloudformation-service-role-policy.json", security.cloudformation_service_role_policy),
+    ("cloudformation-service-role-trust-policy.json",
+     security.cloudformation_service_role_trust_policy),
+])
+def test_the_published_policies_are_the_code_s(name: str, build: Any) -> None:
+    published = json.loads((ROOT / "docs" / name).read_text())
+    assert published == build()
+    assert name in (ROOT / "docs" / "iam.md").read_text()
+
+
+def test_no_published_statement_allows_everything() -> None:
+    for build in (security.airflow_identity_policy,
+                  security.cloudformation_service_role_policy):
+        for statement in build()["Statement"]:
+            assert statement["Resource"] != "*" and "*" not in statement["Resource"]
+            assert not any(a.endswith(":*") or a == "*" for a in statement["Action"])
