@@ -27,7 +27,7 @@ STAMP = VENV / ".tdv-installed"
 
 def _run(*argv: str | Path, env: dict[str, str] | None = None) -> None:
     print("+", " ".join(map(str, argv)), flush=True)
-    subprocess.run([str(a) for a in argv], check=True, cwd=ROOT, env=env)  # noqa: S603
+    subprocess.run([str(a) for a in argv], check=True, cwd=ROOT, env=env)  # noqa: S603 - argv list, no shell
 
 
 def ensure_venv() -> None:
@@ -56,9 +56,9 @@ def main(argv: list[str]) -> int:
     ensure_venv()
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     if argv[0] == "demo":
-        return subprocess.call([str(PYTHON), "-m", "tdv_airflow.demo", *argv[1:]],  # noqa: S603
+        return subprocess.call([str(PYTHON), "-m", "tdv_airflow.demo", *argv[1:]],  # noqa: S603 - venv python, no shell
                                cwd=ROOT, env=env)
-    return subprocess.call([str(PYTHON), "-m", "pytest", *argv[1:]], cwd=ROOT,  # noqa: S603
+    return subprocess.call([str(PYTHON), "-m", "pytest", *argv[1:]], cwd=ROOT,  # noqa: S603 - no shell
                            env=env)
 
 

@@ -98,6 +98,11 @@ class AwsClients:
         return self._factory("cloudformation")
 
     @cached_property
+    def apigateway(self) -> Any:
+        """The API Gateway (REST APIs) client."""
+        return self._factory("apigateway")
+
+    @cached_property
     def lambda_(self) -> Any:
         """The Lambda client."""
         return self._factory("lambda")

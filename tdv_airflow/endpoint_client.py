@@ -114,11 +114,7 @@ def endpoint_auth_of(stack: Mapping[str, Any]) -> str:
 
 
 def _apigateway(clients: Any) -> Any:
-    client = getattr(clients, "apigateway", None)
-    if client is not None:
-        return client
-    # AwsClients has no API Gateway property (yet): build one from its factory.
-    return clients._factory("apigateway")
+    return clients.apigateway
 
 
 def api_key_value(clients: Any, stack: str | Mapping[str, Any]) -> str:

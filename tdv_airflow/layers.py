@@ -371,7 +371,8 @@ def build_requirements_layer(
                 argv.append("--no-index")
             argv += [*pip_args, "-r", str(reqs)]
             log.info("building the dependency layer: %s", " ".join(argv))
-            proc = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+            proc = subprocess.run(  # noqa: S603 - argv list of our own pip call, no shell
+                argv, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
                 tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
                 raise ArtifactError(

@@ -71,7 +71,8 @@ def _alive(pid: int) -> bool:
 def _is_up(endpoint_url: str) -> bool:
     """Whether a server answers at all (moto's data.json answers 500 once it holds a stack)."""
     try:
-        with urllib.request.urlopen(f"{endpoint_url}/moto-api/data.json", timeout=1):  # noqa: S310
+        url = f"{endpoint_url}/moto-api/data.json"
+        with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - http URL of our own server
             return True
     except urllib.error.HTTPError:
         return True
