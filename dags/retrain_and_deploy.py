@@ -7,15 +7,26 @@ Every night at 02:00 UTC (and on demand from the UI, with the Params below):
    ``{model_prefix}/{model_name}/{version}/model.pkl``. The version is the run's logical
    date (``YYYYMMDDTHHMMSS`` UTC, like ``{{ ts_nodash }}``) or, for a manual run
    without a logical date, its run id (see :func:`tdv_airflow.naming.model_version`),
-   so a backfilled or retried run always rewrites its own version.
+   so a backfilled or retried run always gets its own version. When that key already
+   exists, the model is **not** retrained: the stored key is returned, so clearing an
+   old run redeploys exactly that version's model (and content-addressed artifacts).
 2. ``prepare_deployment`` uploads the artifacts (request processor, dill layer, the
    model's dependency layer pinned to the scikit-learn that trained it, the
    preprocessing function :func:`prepro_fn` pickled *by value* with its helper, and the
    CloudFormation template), content-addressed: a retry uploads nothing.
-3. ``create_stack`` creates or updates the stack ``{stack_prefix}-{model_name}``
-   (one stable endpoint that each night's model replaces).
+3. ``create_stack`` creates or updates the stack. The Param ``stack_mode`` picks how:
+   ``stable`` (default; ``TDV_STACK_MODE`` changes it for the whole DAG) keeps one stack
+   ``{stack_prefix}-{model_name}`` whose function each night's model replaces in place;
+   ``per_version`` creates an immutable stack ``{stack_prefix}-{model_name}-{version}``
+   per model version. Both are tagged ``tdv-airflow:deployment =
+   {stack_prefix}-{model_name}``.
 4. ``wait_for_stack`` waits for it (deferrable by default) and returns the endpoint.
 5. ``smoke_test`` posts a sample and checks the predictions.
+6. ``retire_old_versions`` (``per_version`` mode only; a no-op in ``stable`` mode) deletes
+   the deployment's per-version stacks beyond the newest ``keep_versions``.
+
+Runs never interleave updates of the stable stack: ``max_active_runs=1`` serialises the
+runs, and ``create_stack`` also waits for a stack still in progress before updating it.
 
 Pointing it at a real AWS account
 ---------------------------------
@@ -64,6 +75,7 @@ SENSOR_MODE = os.environ.get("TDV_SENSOR_MODE", "deferrable")
 POKE_INTERVAL = float(os.environ.get("TDV_POKE_INTERVAL", "30"))
 AWS_CONN_ID = os.environ.get("TDV_AWS_CONN_ID", "aws_default")
 DEFAULT_BUCKET = os.environ.get("TDV_BUCKET", "tdv-airflow-models")
+STACK_MODE = os.environ.get("TDV_STACK_MODE", "stable")
 if SENSOR_MODE not in ("deferrable", "poke", "reschedule"):
     raise ValueError(f"TDV_SENSOR_MODE must be deferrable, poke or reschedule, "
                      f"got {SENSOR_MODE!r}")
@@ -127,6 +139,19 @@ def _on_emulator(endpoint_url: str | None) -> bool:
     return bool(host) and not host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".aws"))
 
 
+def _exists(s3: Any, bucket: str, key: str) -> bool:
+    """Whether ``s3://bucket/key`` exists (a missing key is False, other errors raise)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+            return False
+        raise
+    return True
+
+
 def _post_json(url: str, payload: Any, timeout: float = 30.0) -> dict[str, Any]:
     """POST ``payload`` to ``url``; the answer in the shape of a Lambda proxy response."""
     import json
@@ -183,6 +208,12 @@ with DAG(
                               description="Key prefix of the trained models."),
         "on_exists": Param("update", enum=["update", "skip", "fail"],
                            description="What to do when the stack already exists."),
+        "stack_mode": Param(STACK_MODE, enum=["stable", "per_version"],
+                            description="stable: one stack updated in place; per_version: "
+                                        "one immutable stack per model version."),
+        "keep_versions": Param(3, type="integer", minimum=1,
+                               description="per_version mode: how many of the newest "
+                                           "version stacks to keep."),
         "template_path": Param(None, type=["null", "string"],
                                description="A custom CloudFormation template on the worker."),
         "dependencies": Param(None, type=["null", "object", "array"],
@@ -215,20 +246,28 @@ with DAG(
         if _on_emulator(hook.endpoint_url) and bucket not in {
                 b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
             s3.create_bucket(Bucket=bucket)
-        features, labels = load_iris(return_X_y=True)
-        model = LogisticRegression(max_iter=1000).fit(features, labels)
-        data = pickle.dumps(model)
         version = model_version_from_context(context)
         key = f"{params['model_prefix']}/{params['model_name']}/{version}/model.pkl"
-        s3.put_object(Bucket=bucket, Key=key, Body=data, ChecksumAlgorithm="SHA256")
-        print(f"model s3://{bucket}/{key}: {len(data)} bytes, sha256 "
-              f"{hashlib.sha256(data).hexdigest()}, training accuracy "
-              f"{model.score(features, labels):.3f}")
+        if _exists(s3, bucket, key):
+            print(f"model s3://{bucket}/{key} already exists: version {version} is not "
+                  f"retrained")
+        else:
+            features, labels = load_iris(return_X_y=True)
+            model = LogisticRegression(max_iter=1000).fit(features, labels)
+            data = pickle.dumps(model)
+            s3.put_object(Bucket=bucket, Key=key, Body=data, ChecksumAlgorithm="SHA256")
+            print(f"model s3://{bucket}/{key}: {len(data)} bytes, sha256 "
+                  f"{hashlib.sha256(data).hexdigest()}, training accuracy "
+                  f"{model.score(features, labels):.3f}")
         dependencies = params["dependencies"] or (
             {"from_installed": _installed_closure(MODEL_LIBRARY)}
             if _on_emulator(hook.endpoint_url)
             else {"requirements": [f"{MODEL_LIBRARY}=={sklearn.__version__}"]})
-        return {"model_s3_key": key, "dependencies": dependencies}
+        deployment = stack_name_from(params["stack_prefix"], params["model_name"])
+        stack_name = (stack_name_from(deployment, version)
+                      if params["stack_mode"] == "per_version" else deployment)
+        return {"model_s3_key": key, "dependencies": dependencies, "version": version,
+                "stack_name": stack_name, "deployment": deployment}
 
     @task
     def smoke_test(endpoint: dict[str, Any], **context: Any) -> list[Any]:
@@ -249,8 +288,28 @@ with DAG(
         print(f"{endpoint['api_endpoint']} answered {predictions}")
         return predictions
 
-    stack_name = "{{ stack_name_from(params.stack_prefix, params.model_name) }}"
+    @task
+    def retire_old_versions(**context: Any) -> list[str]:
+        """per_version mode: delete the deployment's stacks beyond the newest
+        ``keep_versions``; returns their names (nothing in stable mode)."""
+        from tdv_airflow import lifecycle
+        from tdv_airflow.hooks import TdvDeploymentHook
+
+        params = context["params"]
+        if params["stack_mode"] != "per_version":
+            print("stable mode: one stack, nothing to retire")
+            return []
+        cfn = TdvDeploymentHook(aws_conn_id=AWS_CONN_ID).conn
+        deployment = stack_name_from(params["stack_prefix"], params["model_name"])
+        with lifecycle.aws_reachable(f"retirement of {deployment!r} stacks"):
+            retired = lifecycle.retire(cfn, deployment, int(params["keep_versions"]),
+                                       poll_interval=min(POKE_INTERVAL, 5.0),
+                                       exclude=[deployment])  # the stable stack, if any
+        print(f"retired {retired or 'no stack'}; kept the newest {params['keep_versions']}")
+        return retired
+
     trained = train_model()
+    stack_name = trained["stack_name"]
     prepare = PrepareDeploymentOperator(
         task_id="prepare_deployment",
         bucket="{{ params.bucket }}",
@@ -265,6 +324,8 @@ with DAG(
         prepare_env_response=prepare.output,
         stack_name=stack_name,
         on_exists="{{ params.on_exists }}",
+        tags={"tdv-airflow:deployment":
+              "{{ stack_name_from(params.stack_prefix, params.model_name) }}"},
         poll_interval=POKE_INTERVAL,
         aws_conn_id=AWS_CONN_ID,
     )
@@ -279,4 +340,4 @@ with DAG(
         aws_conn_id=AWS_CONN_ID,
     )
     create >> wait
-    smoke_test(wait.output)
+    smoke_test(wait.output) >> retire_old_versions()

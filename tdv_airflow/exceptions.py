@@ -59,3 +59,19 @@ class StackTimeoutError(TdvError):
 
 class LocalAwsError(TdvError):
     """The embedded local AWS (moto server) could not be started or reached."""
+
+
+class AwsUnreachableError(TdvError):
+    """An AWS endpoint did not answer (connection refused, reset or timed out).
+
+    Nothing about the request's outcome is known: re-running the task is safe, as every
+    tdv-airflow step is idempotent (content-addressed uploads, fingerprinted stacks).
+    """
+
+    def __init__(self, endpoint_url: str | None, operation: str, cause: str) -> None:
+        where = endpoint_url or "the AWS endpoint"
+        super().__init__(f"could not reach {where} during {operation}: {cause}; check that "
+                         f"the endpoint is up and reachable, then retry the task (it is "
+                         f"safe to retry)")
+        self.endpoint_url = endpoint_url
+        self.operation = operation

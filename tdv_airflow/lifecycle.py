@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
-from tdv_airflow.exceptions import InvalidInputError, StackFailedError, StackTimeoutError
+from tdv_airflow.exceptions import (
+    AwsUnreachableError,
+    InvalidInputError,
+    StackFailedError,
+    StackTimeoutError,
+)
 from tdv_airflow.stacks import describe
 
 log = logging.getLogger(__name__)
@@ -22,6 +28,12 @@ DEPLOYMENT_TAG = "tdv-airflow:deployment"
 
 
 def _resources_left(cfn: Any, stack_id: str) -> list[str]:
+    """The resources of a stack not yet deleted, one line each (logical id, type,
+    physical id, reason).
+
+    :param cfn: a boto3 CloudFormation client.
+    :param stack_id: the stack id (or name).
+    """
     try:
         resources = cfn.describe_stack_resources(StackName=stack_id)["StackResources"]
     except cfn.exceptions.ClientError:
@@ -42,6 +54,9 @@ def _delete_once(cfn: Any, stack_id: str, poll_interval: float, max_attempts: in
         time.sleep(poll_interval)
     raise StackTimeoutError(f"stack {stack_id!r} was not deleted after {max_attempts} polls "
                             f"{poll_interval} s apart")
+
+
+resources_left = _resources_left
 
 
 def teardown(cfn: Any, stack_name: str, poll_interval: float = 5.0,
@@ -100,3 +115,56 @@ def retired_stacks(cfn: Any, deployment: str, keep: int) -> list[str]:
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
         raise InvalidInputError(f"keep must be a whole number of stacks >= 1, got {keep!r}")
     return [s["StackName"] for s in deployment_stacks(cfn, deployment)[keep:]]
+
+
+def retire(cfn: Any, deployment: str, keep: int, poll_interval: float = 5.0,
+           max_attempts: int = 360, exclude: Collection[str] = ()) -> list[str]:
+    """Delete the stacks of ``deployment`` beyond the newest ``keep``; their names.
+
+    Each is deleted with :func:`teardown` (absent = success, one retry of a
+    DELETE_FAILED); the names are returned newest first.
+
+    :param cfn: a boto3 CloudFormation client.
+    :param deployment: the value of the ``tdv-airflow:deployment`` tag.
+    :param keep: how many of the newest stacks to keep (at least 1).
+    :param poll_interval: seconds between polls of each delete.
+    :param max_attempts: polls per delete attempt.
+    :param exclude: stacks never counted nor deleted, e.g. the deployment's stable stack
+        (it carries the same tag as the per-version ones).
+    :raises StackFailedError: when a stack cannot be deleted (the others are still tried).
+    """
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise InvalidInputError(f"keep must be a whole number of stacks >= 1, got {keep!r}")
+    retired = [s["StackName"] for s in deployment_stacks(cfn, deployment)
+               if s["StackName"] not in set(exclude)][keep:]
+    errors: list[str] = []
+    for name in retired:
+        try:
+            teardown(cfn, name, poll_interval=poll_interval, max_attempts=max_attempts)
+            log.info("retired stack %s of deployment %s", name, deployment)
+        except StackFailedError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise StackFailedError(deployment, "partly retired", "; ".join(errors))
+    return retired
+
+
+@contextmanager
+def aws_reachable(operation: str) -> Iterator[None]:
+    """Turn botocore's connection failures into :class:`AwsUnreachableError`.
+
+    A refused, reset or timed-out connection (``EndpointConnectionError``,
+    ``ConnectTimeoutError``, ``ReadTimeoutError``, ``ConnectionClosedError`` ...)
+    becomes one clear error naming the endpoint and the operation.
+
+    :param operation: what was being done, e.g. ``"delete of stack 'tdv-iris'"``.
+    """
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError
+
+    try:
+        yield
+    except (BotoConnectionError, HTTPClientError) as exc:
+        endpoint = getattr(exc, "kwargs", {}).get("endpoint_url")
+        raise AwsUnreachableError(endpoint, operation,
+                                  f"{type(exc).__name__}: {exc}") from exc

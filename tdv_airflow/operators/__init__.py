@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from tdv_airflow.operators.deployment import CreateStackOperator, PrepareDeploymentOperator
+from tdv_airflow.operators.teardown import DeleteStackOperator
 
-__all__ = ["CreateStackOperator", "PrepareDeploymentOperator"]
+__all__ = ["CreateStackOperator", "DeleteStackOperator", "PrepareDeploymentOperator"]

@@ -17,6 +17,36 @@ if TYPE_CHECKING:
 AWS_TEMPLATE_FIELDS: tuple[str, ...] = ("aws_conn_id", "region_name")
 
 
+def check_connection(hook: Any, aws_conn_id: str | None) -> None:
+    """Fail early and clearly on an unknown connection, a malformed region or missing
+    credentials (instead of a botocore error in the middle of a deployment).
+
+    :param hook: the task's :class:`~tdv_airflow.hooks.deployment.TdvDeploymentHook`.
+    :param aws_conn_id: the connection id it was built from (``None``: default chain).
+    :raises InvalidInputError: naming the value and the rule.
+    """
+    from airflow.sdk import BaseHook
+
+    from tdv_airflow.exceptions import InvalidInputError
+    from tdv_airflow.validation import check_region
+
+    if aws_conn_id is not None:
+        try:
+            BaseHook.get_connection(aws_conn_id)
+        except Exception as exc:  # AirflowNotFoundException, across Airflow versions
+            raise InvalidInputError(
+                f"aws_conn_id {aws_conn_id!r} is not a defined Airflow connection: define "
+                f"it (UI, CLI or AIRFLOW_CONN_{aws_conn_id.upper()}) or pass "
+                f"aws_conn_id=None for boto3's default credential chain ({exc})") from exc
+    region = hook.conn_region_name
+    if region is not None:
+        check_region(region)
+    if hook.get_session(region_name=region).get_credentials() is None:
+        raise InvalidInputError(
+            f"no AWS credentials found for aws_conn_id {aws_conn_id!r}: give the connection "
+            f"a key pair or role, or configure boto3's default credential chain")
+
+
 class AwsConnectionMixin(BaseOperator):
     """Adds ``aws_conn_id``, ``region_name``, ``verify`` and ``botocore_config``.
 
@@ -53,8 +83,10 @@ class AwsConnectionMixin(BaseOperator):
         """The hook for this task's connection."""
         from tdv_airflow.hooks.deployment import TdvDeploymentHook
 
-        return TdvDeploymentHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name,
+        hook = TdvDeploymentHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name,
                                  verify=self.verify, config=self.botocore_config)
+        check_connection(hook, self.aws_conn_id)
+        return hook
 
     def stack_trigger(self, stack_name: str, poll_interval: float,
                       max_attempts: int | None = None,

@@ -100,18 +100,21 @@ class PrepareDeploymentOperator(AwsConnectionMixin):
         :param context: the task context.
         """
         from tdv_airflow import deployment
+        from tdv_airflow.lifecycle import aws_reachable
         from tdv_airflow.pickling import resolve_callable
 
         optional = {"s3_prefix": self.s3_prefix} if self.s3_prefix else {}
-        result = deployment.prepare(
-            self.hook.clients(), bucket=self.bucket, model_s3_key=self.model_s3_key,
-            prepro_fn=resolve_callable(self.prepro_fn),
-            template_stack_local_path=self.template_stack_local_path or None,
-            deployment_lbd_local_path=self.deployment_lbd_local_path or None,
-            layer_zip_local_path=self.layer_zip_local_path or None,
-            by_value_modules=self.by_value_modules, dependencies=self.dependencies or None,
-            extra_layer_arns=self.extra_layer_arns or None, **optional,
-        )
+        with aws_reachable(f"prepare of s3://{self.bucket}/{self.model_s3_key}"):
+            result = deployment.prepare(
+                self.hook.clients(), bucket=self.bucket, model_s3_key=self.model_s3_key,
+                prepro_fn=resolve_callable(self.prepro_fn),
+                template_stack_local_path=self.template_stack_local_path or None,
+                deployment_lbd_local_path=self.deployment_lbd_local_path or None,
+                layer_zip_local_path=self.layer_zip_local_path or None,
+                by_value_modules=self.by_value_modules,
+                dependencies=self.dependencies or None,
+                extra_layer_arns=self.extra_layer_arns or None, **optional,
+            )
         self.log.info("uploaded %s (%d bytes); every other artifact was already in S3",
                       result.uploaded or "nothing", result.bytes_sent)
         return result.response
@@ -187,8 +190,11 @@ class CreateStackOperator(AwsConnectionMixin):
 
         stack_name = check_stack_name(self.stack_name)
         _check_on_exists(self.on_exists)
+        from tdv_airflow.lifecycle import aws_reachable
+
         response = check_prepare_response(self.prepare_env_response)
-        summary = self._apply(context, stack_name, response)
+        with aws_reachable(f"create or update of stack {stack_name!r}"):
+            summary = self._apply(context, stack_name, response)
         self.push_stack_id(context, summary["stack_id"])
         if classify(summary["stack_status"]) == "in_progress":
             if self.deferrable:
@@ -196,7 +202,8 @@ class CreateStackOperator(AwsConnectionMixin):
                                                       self.max_attempts),
                            method_name="execute_complete")
             if self.wait_for_completion:
-                summary = self._wait(summary["stack_id"])
+                with aws_reachable(f"wait for stack {stack_name!r}"):
+                    summary = self._wait(summary["stack_id"])
         return summary
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None

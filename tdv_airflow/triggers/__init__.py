@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from tdv_airflow.triggers.deployment import StackStatusTrigger
+from tdv_airflow.triggers.teardown import StackDeletedTrigger
 
-__all__ = ["StackStatusTrigger"]
+__all__ = ["StackDeletedTrigger", "StackStatusTrigger"]

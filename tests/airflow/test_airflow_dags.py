@@ -41,7 +41,7 @@ def test_dagbag_loads_the_dag_without_errors_or_warnings() -> None:
     assert dag.schedule == "0 2 * * *"
     assert dag.max_active_runs == 1
     assert set(dag.task_ids) == {"train_model", "prepare_deployment", "create_stack",
-                                 "wait_for_stack", "smoke_test"}
+                                 "wait_for_stack", "smoke_test", "retire_old_versions"}
     assert dag.get_task("smoke_test").upstream_task_ids == {"wait_for_stack"}
     assert {"model_name", "bucket", "on_exists", "smoke_payload"} <= set(dag.params)
     dag.params.validate()

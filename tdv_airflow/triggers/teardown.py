@@ -1,0 +1,95 @@
+"""The trigger that waits on the triggerer for a stack to be deleted."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+#: ``status`` values of the events this trigger yields.
+DELETED, DELETE_FAILED, TIMEOUT = "deleted", "delete_failed", "timeout"
+
+
+class StackDeletedTrigger(BaseTrigger):
+    """Fire once the stack is gone (absent or DELETE_COMPLETE), DELETE_FAILED, or the
+    attempts run out.
+
+    The payload is ``{"status": ..., "stack_name": ..., "stack_id": ..., "message": ...}``.
+    It only watches: the delete request is sent by the task before it defers (and again,
+    once, after a DELETE_FAILED).
+
+    :param stack_name: the stack name or, better, its id (a deleted stack's name no
+        longer resolves, its id does).
+    :param poll_interval: seconds between polls.
+    :param max_attempts: polls before giving up.
+    :param aws_conn_id: the Airflow AWS connection.
+    :param region_name: the region (the connection's when ``None``).
+    :param verify: TLS verification setting of the hook.
+    :param botocore_config: botocore client configuration as a dict.
+    """
+
+    def __init__(
+        self,
+        *,
+        stack_name: str,
+        poll_interval: float = 30.0,
+        max_attempts: int = 120,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.stack_name = stack_name
+        self.poll_interval = poll_interval
+        self.max_attempts = max_attempts
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self.verify = verify
+        self.botocore_config = botocore_config
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """The classpath and keyword arguments that rebuild this trigger."""
+        return (f"{type(self).__module__}.{type(self).__qualname__}", {
+            "stack_name": self.stack_name,
+            "poll_interval": self.poll_interval,
+            "max_attempts": self.max_attempts,
+            "aws_conn_id": self.aws_conn_id,
+            "region_name": self.region_name,
+            "verify": self.verify,
+            "botocore_config": self.botocore_config,
+        })
+
+    def _cloudformation(self) -> Any:
+        from tdv_airflow.hooks.deployment import TdvDeploymentHook
+
+        return TdvDeploymentHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name,
+                                 verify=self.verify, config=self.botocore_config).conn
+
+    def _status(self, cfn: Any) -> str:
+        from tdv_airflow.stacks import describe
+
+        stack = describe(cfn, self.stack_name)
+        return "DELETE_COMPLETE" if stack is None else str(stack["StackStatus"])
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll until the stack is gone or its delete failed; yield one event."""
+        cfn = await asyncio.to_thread(self._cloudformation)
+        base = {"stack_name": self.stack_name}
+        for attempt in range(1, self.max_attempts + 1):
+            status = await asyncio.to_thread(self._status, cfn)
+            if status == "DELETE_COMPLETE":
+                yield TriggerEvent({**base, "status": DELETED,
+                                    "message": f"stack {self.stack_name!r} is deleted"})
+                return
+            if status == "DELETE_FAILED":
+                yield TriggerEvent({**base, "status": DELETE_FAILED,
+                                    "message": f"stack {self.stack_name!r} is DELETE_FAILED"})
+                return
+            self.log.info("stack %s is %s (poll %d)", self.stack_name, status, attempt)
+            await asyncio.sleep(self.poll_interval)
+        yield TriggerEvent({**base, "status": TIMEOUT, "message": (
+            f"stack {self.stack_name!r} was not deleted after {self.max_attempts} polls "
+            f"{self.poll_interval} s apart")})

@@ -1,0 +1,247 @@
+"""Backfills under a real scheduler (LocalExecutor on SQLite) against the emulator.
+
+Airflow 3 runs tasks through its execution API, so the test starts ``airflow
+api-server``, ``airflow dag-processor`` and ``airflow scheduler`` (LocalExecutor, which
+Airflow 3 allows on SQLite) with a private ``AIRFLOW_HOME``, then drives them with
+``airflow backfill create`` and ``airflow tasks clear``. The sensor pokes every second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tdv_airflow.local_aws import free_port
+from tests.lifecycle.conftest import AIRFLOW, DAGS, live_stacks, model_keys_of_stacks
+
+DAG_ID = "retrain_and_deploy"
+pytestmark = pytest.mark.e2e
+
+
+class Scheduler:
+    """api-server + dag-processor + scheduler with LocalExecutor, on a private home."""
+
+    def __init__(self, home: Path, base_env: dict[str, str]) -> None:
+        port = free_port()
+        self.api = f"http://127.0.0.1:{port}"
+        self.home = home
+        self.env = {
+            **base_env,
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "2",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api}/execution/",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "TDV_POKE_INTERVAL": "1",
+            "TDV_SENSOR_MODE": "poke",
+        }
+        self.env.pop("AWS_PROFILE", None)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.scheduler: subprocess.Popen[bytes] | None = None
+
+    def cli(self, *args: str, timeout: float = 180, retry_on: str = "") -> str:
+        """Run ``airflow *args``; its output. ``retry_on``: an error text after which the
+        scheduler runs a few seconds (e.g. to mark a finished backfill complete)."""
+        for _ in range(12):  # SQLite: a busy scheduler may hold the write lock
+            done = subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True,
+                                  text=True, timeout=timeout, check=False)
+            output = done.stdout + done.stderr
+            if retry_on and retry_on in output and self.scheduler is None:
+                self.scheduler = self._spawn("scheduler")
+                time.sleep(10)
+                self._stop(self.scheduler)
+                self.scheduler = None
+                continue
+            if done.returncode == 0 or "database is locked" not in output:
+                break
+            time.sleep(2)
+        if done.returncode != 0:
+            pytest.fail(f"airflow {' '.join(args)} failed:\n{done.stdout[-3000:]}\n"
+                        f"{done.stderr[-5000:]}", pytrace=False)
+        return done.stdout
+
+    def start(self) -> Scheduler:
+        self.cli("db", "migrate", timeout=600)
+        for name in ("api-server", "dag-processor"):
+            self.procs.append(self._spawn(name))
+        self._wait(lambda: self._http_ok(f"{self.api}/api/v2/version"), 120, "api-server")
+        self._wait(lambda: DAG_ID in self.cli("dags", "list", "-o", "plain"), 120,
+                   "the DAG to be parsed")
+        return self
+
+    def _spawn(self, name: str) -> subprocess.Popen[bytes]:
+        with open(self.home / f"{name}.log", "ab") as log:
+            return subprocess.Popen(  # noqa: S603 - fixed argv
+                [AIRFLOW, name], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+
+    def while_scheduler_stopped(self, *args: str) -> None:
+        """Run a CLI command that writes runs while no scheduler runs, then (re)start it.
+
+        On SQLite a scheduler racing a CLI write can die on a stale ``dag_run`` row, so
+        writes happen between scheduler sessions.
+        """
+        if self.scheduler is not None:
+            self._stop(self.scheduler)
+            self.procs.remove(self.scheduler)
+            self.scheduler = None
+        self.cli(*args, retry_on="AlreadyRunningBackfill")
+        self.scheduler = self._spawn("scheduler")
+        self.procs.append(self.scheduler)
+
+    @staticmethod
+    def _stop(proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    @staticmethod
+    def _http_ok(url: str) -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as answer:  # noqa: S310 - loopback
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    def _wait(self, check: Any, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for proc in self.procs:
+                assert proc.poll() is None, f"{proc.args} exited\n{self.logs()}"
+            if check():
+                return
+            time.sleep(1)
+        raise AssertionError(f"timed out waiting for {what}\n{self.logs()}")
+
+    def logs(self, lines: int = 30) -> str:
+        return "\n".join(
+            f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-lines:])
+            for p in sorted(self.home.glob("*.log")))
+
+    def runs(self) -> dict[str, str]:
+        """State of every run, by logical date (``YYYY-MM-DD``)."""
+        out = self.cli("dags", "list-runs", DAG_ID, "-o", "json")
+        rows = next((line for line in out.splitlines() if line.startswith("[")), "[]")
+        return {str(r["logical_date"])[:10]: r["state"] for r in json.loads(rows)}
+
+    def wait_runs(self, dates: list[str], timeout: float = 900) -> None:
+        def done() -> bool:
+            states = self.runs()
+            failed = [d for d in dates if states.get(d) == "failed"]
+            assert not failed, f"runs failed: {failed}\n{self.logs()}"
+            return all(states.get(d) == "success" for d in dates)
+        self._wait(done, timeout, f"runs {dates} to succeed")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            self._stop(proc)
+
+
+@pytest.fixture(scope="module")
+def scheduler(local_aws: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scheduler]:
+    local_aws.reset()
+    sched = Scheduler(tmp_path_factory.mktemp("airflow-scheduler"),
+                      {**os.environ, **local_aws.environ()})
+    try:
+        yield sched.start()
+    finally:
+        sched.stop()
+
+
+def _dates(start: int, end: int, month: str) -> list[str]:
+    return [f"2025-{month}-{day:02d}" for day in range(start, end + 1)]
+
+
+def _key(model: str, date: str) -> str:
+    return f"models/{model}/{date.replace('-', '')}T020000/model.pkl"
+
+
+def _backfill(sched: Scheduler, dates: list[str], max_active_runs: int, **conf: Any) -> None:
+    # the schedule runs at 02:00: the window ends at the last date's run
+    sched.while_scheduler_stopped(
+        "backfill", "create", "--dag-id", DAG_ID, "--from-date", dates[0],
+        "--to-date", f"{dates[-1]}T02:00:00+00:00", "--max-active-runs", str(max_active_runs),
+        "--dag-run-conf", json.dumps(conf))
+    sched.wait_runs(dates)
+    # only one backfill per DAG may run: wait until the scheduler marks this one complete
+    sched._wait(lambda: _backfills_open(sched) == 0, 180, "the backfill to be completed")
+
+
+_OPEN_BACKFILLS = """
+from sqlalchemy import func, select
+from airflow.models.backfill import Backfill
+from airflow.utils.session import create_session
+with create_session() as s:
+    print(s.scalar(select(func.count()).select_from(Backfill)
+                   .where(Backfill.completed_at.is_(None))))
+"""
+
+
+def _backfills_open(sched: Scheduler) -> int:
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _OPEN_BACKFILLS], env=sched.env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    return int(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else -1
+
+
+def test_backfill_per_version_then_stable_then_clear(
+        scheduler: Scheduler, local_aws: Any, boto_session: Any) -> None:
+    cfn = boto_session.client("cloudformation", endpoint_url=local_aws.endpoint_url)
+
+    # per_version: one stack per date, each function on its own model key
+    dates = _dates(1, 5, "05")
+    _backfill(scheduler, dates, 2, stack_mode="per_version", model_name="bf",
+              keep_versions=5)
+    keys = model_keys_of_stacks(boto_session, local_aws.endpoint_url, cfn, "tdv-bf-")
+    assert sorted(keys.values()) == sorted(_key("bf", d) for d in dates), keys
+    assert len(set(keys.values())) == 5
+
+    # retention: one more version with keep_versions=3 leaves exactly 3 stacks
+    _backfill(scheduler, ["2025-05-06"], 1, stack_mode="per_version", model_name="bf",
+              keep_versions=3)
+    keys = model_keys_of_stacks(boto_session, local_aws.endpoint_url, cfn, "tdv-bf-")
+    assert len(keys) == 3, keys
+    assert _key("bf", "2025-05-06") in keys.values()
+
+    # stable: one stack, serving the newest version; updates never overlapped
+    stable = _dates(1, 5, "06")
+    _backfill(scheduler, stable, 1, model_name="sb")
+    assert [s for s in live_stacks(cfn) if s.startswith("tdv-sb")] == ["tdv-sb"]
+    assert model_keys_of_stacks(boto_session, local_aws.endpoint_url, cfn, "tdv-sb") == {
+        "tdv-sb": _key("sb", stable[-1])}
+    events = [e["ResourceStatus"] for e in reversed(
+        cfn.describe_stack_events(StackName="tdv-sb")["StackEvents"])
+        if e["LogicalResourceId"] == "tdv-sb" and e["ResourceStatus"].startswith("UPDATE")]
+    assert events == ["UPDATE_IN_PROGRESS", "UPDATE_COMPLETE"] * (len(events) // 2), events
+    assert len(events) >= 8, events  # 4 updates after the create
+
+    # clearing an older run redeploys that version's model on the stable stack
+    scheduler.while_scheduler_stopped("tasks", "clear", DAG_ID, "-s", stable[1], "-e",
+                                      stable[1], "-y")
+    scheduler.wait_runs(stable)
+    assert model_keys_of_stacks(boto_session, local_aws.endpoint_url, cfn, "tdv-sb") == {
+        "tdv-sb": _key("sb", stable[1])}
