@@ -41,7 +41,10 @@ Pointing it at a real AWS account
   ``scikit-learn==<the worker's version>``; on a worker without access to PyPI, give
   the ``dependencies`` Param (e.g. ``{"zip_path": "/opt/layers/sklearn.zip"}``) or
   existing layers through ``extra_layer_arns``.
-* The smoke test then posts to the real ``api_endpoint`` with ``urllib``.
+* The smoke test then posts to the real ``api_endpoint``, signed with SigV4 by the
+  connection's credentials (Param ``endpoint_auth`` = ``iam``, the default; the identity
+  needs ``execute-api:Invoke``), with the stack's API key (``api_key``), or as is
+  (``none``, a public endpoint).
 
 On the local emulator (``tdv-local-aws start``; ``tdv-local-aws env`` prints the
 variables, including ``AIRFLOW_CONN_AWS_DEFAULT`` with an ``endpoint_url`` on
@@ -152,22 +155,20 @@ def _exists(s3: Any, bucket: str, key: str) -> bool:
     return True
 
 
-def _post_json(url: str, payload: Any, timeout: float = 30.0) -> dict[str, Any]:
-    """POST ``payload`` to ``url``; the answer in the shape of a Lambda proxy response."""
-    import json
-    import urllib.error
-    import urllib.request
+def _call_endpoint(hook: Any, endpoint: dict[str, Any], payload: Any) -> dict[str, Any]:
+    """POST ``payload`` to the real endpoint with what its auth mode needs (a SigV4
+    signature with the connection's credentials, or the stack's API key); the answer in
+    the shape of a Lambda proxy response."""
+    from tdv_airflow.endpoint_client import api_key_value, call_endpoint, endpoint_auth_of
+    from tdv_airflow.stacks import describe
 
-    if not url.startswith("https://"):
-        raise ValueError(f"refusing to post to {url!r}: expected an https:// endpoint")
-    request = urllib.request.Request(  # noqa: S310 - https only, checked above
-        url, data=json.dumps(payload).encode(), method="POST",
-        headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - https only
-            return {"statusCode": answer.status, "body": answer.read().decode()}
-    except urllib.error.HTTPError as exc:
-        return {"statusCode": exc.code, "body": exc.read().decode(errors="replace")}
+    clients = hook.clients()
+    stack = describe(clients.cloudformation, endpoint["stack_name"]) or {}
+    mode = endpoint_auth_of(stack)
+    api_key = api_key_value(clients, stack) if mode == "api_key" else None
+    answer = call_endpoint(endpoint["api_endpoint"], payload, mode, session=hook.get_session(),
+                           api_key=api_key)
+    return {"statusCode": answer.status, "body": answer.body.decode(errors="replace")}
 
 
 def _check_answer(response: dict[str, Any], expected: list[Any] | None, sent: int
@@ -206,6 +207,9 @@ with DAG(
                         description="Bucket for the model and the deployment artifacts."),
         "model_prefix": Param("models", type="string", minLength=1,
                               description="Key prefix of the trained models."),
+        "endpoint_auth": Param("iam", enum=["iam", "api_key", "none"],
+                               description="Who may call the endpoint: SigV4-signed callers "
+                                           "(iam), holders of the API key, or anyone (none)."),
         "on_exists": Param("update", enum=["update", "skip", "fail"],
                            description="What to do when the stack already exists."),
         "stack_mode": Param(STACK_MODE, enum=["stable", "per_version"],
@@ -282,7 +286,7 @@ with DAG(
 
             response = invoke_deployed(hook.clients(), endpoint["stack_name"], payload)
         else:
-            response = _post_json(endpoint["api_endpoint"], payload)
+            response = _call_endpoint(hook, endpoint, payload)
         predictions = _check_answer(response, params["smoke_expected"],
                                     len(prepro_fn(payload)))
         print(f"{endpoint['api_endpoint']} answered {predictions}")
@@ -324,6 +328,7 @@ with DAG(
         prepare_env_response=prepare.output,
         stack_name=stack_name,
         on_exists="{{ params.on_exists }}",
+        endpoint_auth="{{ params.endpoint_auth }}",
         tags={"tdv-airflow:deployment":
               "{{ stack_name_from(params.stack_prefix, params.model_name) }}"},
         poll_interval=POKE_INTERVAL,

@@ -15,7 +15,12 @@ from tdv_airflow.exceptions import InvalidInputError
 from tdv_airflow.links import CloudFormationStackLink
 from tdv_airflow.operators.base import AWS_TEMPLATE_FIELDS, AwsConnectionMixin
 from tdv_airflow.stacks import ON_EXISTS_CHOICES
-from tdv_airflow.validation import check_positive, check_stack_name
+from tdv_airflow.validation import (
+    check_endpoint_auth,
+    check_positive,
+    check_role_arn,
+    check_stack_name,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -142,11 +147,16 @@ class CreateStackOperator(AwsConnectionMixin):
     :param tags: stack tags (templated).
     :param stack_parameters: further template parameters, e.g. ``{"StageName": "v1"}``
         (templated).
+    :param endpoint_auth: who may call the endpoint: ``"iam"`` (default, SigV4-signed
+        requests), ``"api_key"`` (``x-api-key`` header, with a usage plan) or ``"none"``
+        (public; logged as a warning) (templated).
+    :param role_arn: a CloudFormation service role that creates the resources, so the
+        connection's identity needs only ``iam:PassRole`` on it (templated).
     """
 
     template_fields: Sequence[str] = (
         "prepare_env_response", "stack_name", "on_exists", "tags", "stack_parameters",
-        *AWS_TEMPLATE_FIELDS,
+        "endpoint_auth", "role_arn", *AWS_TEMPLATE_FIELDS,
     )
     operator_extra_links = (CloudFormationStackLink(),)
     ui_color = "#dae8fc"
@@ -163,11 +173,19 @@ class CreateStackOperator(AwsConnectionMixin):
         max_attempts: int = 120,
         tags: Mapping[str, str] | None = None,
         stack_parameters: Mapping[str, Any] | None = None,
+        endpoint_auth: str = "iam",
+        role_arn: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if _is_literal(stack_name):
             check_stack_name(stack_name)
+        if _is_literal(endpoint_auth):
+            check_endpoint_auth(endpoint_auth)
+        if role_arn and _is_literal(role_arn):
+            check_role_arn(role_arn)
+        self.endpoint_auth = endpoint_auth
+        self.role_arn = role_arn
         if _is_literal(on_exists):
             _check_on_exists(on_exists)
         self.prepare_env_response = prepare_env_response
@@ -228,7 +246,8 @@ class CreateStackOperator(AwsConnectionMixin):
         result = deployment.create_stack(
             self.hook.clients(), response, stack_name, parameters=self.stack_parameters,
             tags=self.tags, on_exists=self.on_exists, client_request_token=token,
-            poll_interval=self.poll_interval)
+            poll_interval=self.poll_interval, endpoint_auth=self.endpoint_auth,
+            role_arn=self.role_arn or None)
         self.log.info("stack %s %s (%s)", stack_name, result["operation"], result["stack_status"])
         return {key: result[key] for key in CREATE_KEYS}
 

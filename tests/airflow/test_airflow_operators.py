@@ -310,3 +310,23 @@ def test_connection_arguments_come_from_default_args() -> None:
         assert (op.aws_conn_id, op.region_name, op.botocore_config) == (
             "from_defaults", "eu-west-3", {"retries": {"max_attempts": 9}}), op.task_id
     assert ops[2].stack_trigger("s", 1.0).serialize()[1]["aws_conn_id"] == "from_defaults"
+
+
+def test_create_passes_the_endpoint_auth_mode(cfn: Any, prepared: dict[str, Any],
+                                              task_context: Any) -> None:
+    op = CreateStackOperator(task_id="c", prepare_env_response=prepared,
+                             stack_name="tdv-keyed", poll_interval=0.2,
+                             endpoint_auth="api_key")
+    op.execute(task_context())
+    stack = cfn.describe_stacks(StackName="tdv-keyed")["Stacks"][0]
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+    assert params["EndpointAuth"] == "API_KEY"
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"endpoint_auth": "open"}, "endpoint_auth"),
+    ({"role_arn": "arn:aws:iam::123:user/me"}, "invalid role_arn"),
+])
+def test_bad_endpoint_auth_and_role_arn_are_rejected(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(InvalidInputError, match=match):
+        CreateStackOperator(task_id="c", prepare_env_response={}, stack_name="ok", **kwargs)
