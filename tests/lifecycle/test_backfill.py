@@ -239,9 +239,10 @@ def test_backfill_per_version_then_stable_then_clear(
     assert events == ["UPDATE_IN_PROGRESS", "UPDATE_COMPLETE"] * (len(events) // 2), events
     assert len(events) >= 8, events  # 4 updates after the create
 
-    # clearing an older run redeploys that version's model on the stable stack
+    # clearing an older run redeploys that version's model on the stable stack (the run's
+    # logical date is 02:00 that day: the window must reach it)
     scheduler.while_scheduler_stopped("tasks", "clear", DAG_ID, "-s", stable[1], "-e",
-                                      stable[1], "-y")
+                                      f"{stable[1]}T02:00:00+00:00", "-y")
     scheduler.wait_runs(stable)
     assert model_keys_of_stacks(boto_session, local_aws.endpoint_url, cfn, "tdv-sb") == {
         "tdv-sb": _key("sb", stable[1])}
