@@ -1,0 +1,1 @@
+"""Distributed tests: the Compose topology of docker-compose.yml, run natively."""

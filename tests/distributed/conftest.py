@@ -1,0 +1,40 @@
+"""Fixtures of the distributed tests: the Compose topology, started natively once per module.
+
+The topology (PostgreSQL, Redis, the local AWS, api-server, scheduler, dag-processor,
+triggerer and a Celery worker; see :mod:`tests.distributed.topology`) is stopped when the
+module ends, whatever happened, and the test errors if any of its processes survived.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.distributed.topology import Topology
+
+#: Celery worker slots: fewer than the runs the test keeps waiting at once.
+WORKER_CONCURRENCY = 4
+#: The example DAG's parse-time settings (see its docstring); the Compose file sets none,
+#: so the DAG's defaults apply except for the stack poll interval, shortened from 30 s.
+DAG_SETTINGS = {"TDV_SENSOR_MODE": "deferrable", "TDV_POKE_INTERVAL": "3"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``distributed`` marker."""
+    config.addinivalue_line(
+        "markers", "distributed: starts the Compose topology natively (PostgreSQL, Redis, "
+                   "Celery worker, triggerer...) and drives it through the REST API")
+
+
+@pytest.fixture(scope="module")
+def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
+    """The running topology; stopped (and checked for survivors) after the module."""
+    topo = Topology(tmp_path_factory.mktemp("topology"), concurrency=WORKER_CONCURRENCY,
+                    extra_env=DAG_SETTINGS)
+    topo.start()  # stops whatever it started when it fails
+    try:
+        yield topo
+    finally:
+        left = topo.stop(check=False)
+        assert left == [], f"processes outlived the topology and had to be killed: {left}"
