@@ -25,6 +25,7 @@ from tdv_airflow.pickling import resolve_callable
 from tdv_airflow.validation import (
     check_endpoint_auth,
     check_invoke_mode,
+    check_region,
     check_role_arn,
     check_stack_name,
 )
@@ -110,7 +111,7 @@ class Deploy:
         self.deployment_lbd_local_path = deployment_lbd_local_path
         self.layer_zip_local_path = layer_zip_local_path
         self.workdir = Path(workdir) if workdir else None
-        self.region = region
+        self.region = check_region(region, "region")
         self.stack_name = check_stack_name(stack_name or default_stack_name(model_s3_key))
         self.s3_prefix = s3_prefix
         self.poll_interval = poll_interval

@@ -54,3 +54,11 @@ def test_runtime_follows_python_minor() -> None:
 def test_bad_invoke_mode(mode: object) -> None:
     with pytest.raises(InvalidInputError, match="invalid invoke_mode"):
         check_invoke_mode(mode)
+
+
+@pytest.mark.parametrize("region", ["mars-1", "EU-WEST-1", "", None])
+def test_deploy_rejects_a_malformed_region(region: object) -> None:
+    from tdv_airflow import Deploy
+
+    with pytest.raises(InvalidInputError, match=r"invalid region .*looks like 'eu-west-1'"):
+        Deploy("my-models", "m.pkl", len, None, region=region)  # type: ignore[arg-type]
