@@ -14,15 +14,16 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
 
 from tdv_airflow.exceptions import StackFailedError, StackNotFoundError, StackTimeoutError
+from tdv_airflow.triggers.base import StackTriggerBase
 
 #: ``status`` values of the events this trigger yields.
 SUCCESS, FAILED, NOT_FOUND, TIMEOUT = "success", "failed", "not_found", "timeout"
 
 
-class StackStatusTrigger(BaseTrigger):
+class StackStatusTrigger(StackTriggerBase):
     """Fire once the stack succeeds, fails, stays absent, or the attempts run out.
 
     The event's payload is ``{"status": ..., "message": ..., "stack": ...}`` where
@@ -56,36 +57,18 @@ class StackStatusTrigger(BaseTrigger):
         verify: bool | str | None = None,
         botocore_config: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
-        self.stack_name = stack_name
-        self.poll_interval = poll_interval
+        super().__init__(stack_name=stack_name, poll_interval=poll_interval,
+                         aws_conn_id=aws_conn_id, region_name=region_name, verify=verify,
+                         botocore_config=botocore_config)
         self.max_attempts = max_attempts
         self.not_found_grace_period = not_found_grace_period
         self.after_event_id = after_event_id
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
-        self.verify = verify
-        self.botocore_config = botocore_config
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        """The classpath and keyword arguments that rebuild this trigger."""
-        return (f"{type(self).__module__}.{type(self).__qualname__}", {
-            "stack_name": self.stack_name,
-            "poll_interval": self.poll_interval,
-            "max_attempts": self.max_attempts,
-            "not_found_grace_period": self.not_found_grace_period,
-            "after_event_id": self.after_event_id,
-            "aws_conn_id": self.aws_conn_id,
-            "region_name": self.region_name,
-            "verify": self.verify,
-            "botocore_config": self.botocore_config,
-        })
-
-    def _cloudformation(self) -> Any:
-        from tdv_airflow.hooks.deployment import TdvDeploymentHook
-
-        return TdvDeploymentHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name,
-                                 verify=self.verify, config=self.botocore_config).conn
+    def own_kwargs(self) -> dict[str, Any]:
+        """This trigger's own constructor arguments."""
+        return {"max_attempts": self.max_attempts,
+                "not_found_grace_period": self.not_found_grace_period,
+                "after_event_id": self.after_event_id}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until the stack reaches a final state; yield one event."""

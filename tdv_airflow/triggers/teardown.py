@@ -6,13 +6,15 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
+
+from tdv_airflow.triggers.base import StackTriggerBase
 
 #: ``status`` values of the events this trigger yields.
 DELETED, DELETE_FAILED, TIMEOUT = "deleted", "delete_failed", "timeout"
 
 
-class StackDeletedTrigger(BaseTrigger):
+class StackDeletedTrigger(StackTriggerBase):
     """Fire once the stack is gone (absent or DELETE_COMPLETE), DELETE_FAILED, or the
     attempts run out.
 
@@ -41,32 +43,14 @@ class StackDeletedTrigger(BaseTrigger):
         verify: bool | str | None = None,
         botocore_config: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
-        self.stack_name = stack_name
-        self.poll_interval = poll_interval
+        super().__init__(stack_name=stack_name, poll_interval=poll_interval,
+                         aws_conn_id=aws_conn_id, region_name=region_name, verify=verify,
+                         botocore_config=botocore_config)
         self.max_attempts = max_attempts
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
-        self.verify = verify
-        self.botocore_config = botocore_config
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        """The classpath and keyword arguments that rebuild this trigger."""
-        return (f"{type(self).__module__}.{type(self).__qualname__}", {
-            "stack_name": self.stack_name,
-            "poll_interval": self.poll_interval,
-            "max_attempts": self.max_attempts,
-            "aws_conn_id": self.aws_conn_id,
-            "region_name": self.region_name,
-            "verify": self.verify,
-            "botocore_config": self.botocore_config,
-        })
-
-    def _cloudformation(self) -> Any:
-        from tdv_airflow.hooks.deployment import TdvDeploymentHook
-
-        return TdvDeploymentHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name,
-                                 verify=self.verify, config=self.botocore_config).conn
+    def own_kwargs(self) -> dict[str, Any]:
+        """This trigger's own constructor arguments."""
+        return {"max_attempts": self.max_attempts}
 
     def _status(self, cfn: Any) -> str:
         from tdv_airflow.stacks import describe
