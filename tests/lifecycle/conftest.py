@@ -6,11 +6,12 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.airflow.task_context import FakeTaskInstance
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
@@ -22,29 +23,12 @@ if "airflow" not in sys.modules:
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
 
-@dataclass
-class FakeTaskInstance:
-    """The few task-instance members the operators use, recording XCom pushes."""
-
-    dag_id: str = "tdv_lifecycle_dag"
-    task_id: str = "task"
-    run_id: str = "manual__2025-01-01T02:00:00+00:00"
-    try_number: int = 1
-    xcoms: dict[str, Any] = field(default_factory=dict)
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[key] = value
-
-    def get_first_reschedule_date(self, context: Any) -> None:
-        return None
-
-
 @pytest.fixture
 def task_context() -> Callable[..., dict[str, Any]]:
     """Build a minimal task context for unit-level ``execute`` calls."""
 
     def make(**extra: Any) -> dict[str, Any]:
-        ti = FakeTaskInstance()
+        ti = FakeTaskInstance(dag_id="tdv_lifecycle_dag")
         return {"ti": ti, "run_id": ti.run_id, "dag_id": ti.dag_id, "params": {},
                 "task_reschedule_count": 0, **extra}
 
