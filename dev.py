@@ -56,7 +56,7 @@ def main(argv: list[str]) -> int:
     ensure_venv()
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     if argv[0] == "demo":
-        return subprocess.call([str(PYTHON), "-m", "tdv_airflow.demo", *argv[1:]],  # noqa: S603 - venv python, no shell
+        return subprocess.call([str(PYTHON), "-m", "tdv_airflow.local.demo", *argv[1:]],  # noqa: S603 - venv python, no shell
                                cwd=ROOT, env=env)
     return subprocess.call([str(PYTHON), "-m", "pytest", *argv[1:]], cwd=ROOT,  # noqa: S603 - no shell
                            env=env)

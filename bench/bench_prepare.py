@@ -14,7 +14,7 @@ import statistics
 import time
 
 from tdv_airflow import Deploy, UserAwsAuth
-from tdv_airflow.local_aws import LocalAws
+from tdv_airflow.local.aws import LocalAws
 
 
 def prepro(payload: dict) -> list:

@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import boto3
 
-    from tdv_airflow.local_aws import LocalAws
+    from tdv_airflow.local.aws import LocalAws
 
     with tempfile.TemporaryDirectory(prefix="tdv-bench-") as tmp, LocalAws() as aws:
         home, dags = Path(tmp) / "airflow", Path(tmp) / "dags"

@@ -11,7 +11,7 @@ Run inside the project's venv:  python bench/bench_serving.py [--repeat 15] [--l
 * warm request: one more request through the handler (event parsing, JSON in and out,
   logging) against a bare ``model.predict(prepro_fn(payload))``, for a 100-tree
   RandomForest and one row.
-* with ``--local-run``: the same warm request through ``tdv_airflow.local_run`` (a
+* with ``--local-run``: the same warm request through ``tdv_airflow.local.run`` (a
   deployed stack run in its own process from the artifacts in S3), against the
   in-process handler.
 
@@ -35,9 +35,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tdv_airflow.local_aws import LocalAws
-from tdv_airflow.pickling import dumps_by_value
-from tdv_airflow.resources import default_lambda_source_path
+from tdv_airflow.core.pickling import dumps_by_value
+from tdv_airflow.core.resources import default_lambda_source_path
+from tdv_airflow.local.aws import LocalAws
 
 BUCKET = "bench-serving"
 MODEL_KEY = "models/rf100/model.pkl"
@@ -94,7 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--local-run", action="store_true",
-                        help="also time warm requests through tdv_airflow.local_run")
+                        help="also time warm requests through tdv_airflow.local.run")
     args = parser.parse_args()
     logging.getLogger("lbd_request_processor").disabled = True
 
@@ -159,9 +159,9 @@ def main() -> None:
 def bench_local_run(aws: LocalAws, model_bytes: bytes, payload: dict[str, Any],
                     warm_ms: float, repeat: int) -> None:
     from tdv_airflow import Deploy, UserAwsAuth
-    from tdv_airflow.auth import AwsClients
-    from tdv_airflow.layers import Dependencies
-    from tdv_airflow.local_run import LocalFunction
+    from tdv_airflow.core.clients import AwsClients
+    from tdv_airflow.core.layers import Dependencies
+    from tdv_airflow.local.run import LocalFunction
 
     auth = UserAwsAuth("testing", "testing", endpoint_url=aws.endpoint_url)
     deps = Dependencies(from_installed=["sklearn"], compresslevel=1)

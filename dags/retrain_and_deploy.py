@@ -6,7 +6,7 @@ Every night at 02:00 UTC (and on demand from the UI, with the Params below):
    ships (no download) and writes it to S3 under a versioned key,
    ``{model_prefix}/{model_name}/{version}/model.pkl``. The version is the run's logical
    date (``YYYYMMDDTHHMMSS`` UTC, like ``{{ ts_nodash }}``) or, for a manual run
-   without a logical date, its run id (see :func:`tdv_airflow.naming.model_version`),
+   without a logical date, its run id (see :func:`tdv_airflow.core.naming.model_version`),
    so a backfilled or retried run always gets its own version. When that key already
    exists, the model is **not** retrained: the stored key is returned, so clearing an
    old run redeploys exactly that version's model (and content-addressed artifacts).
@@ -50,7 +50,7 @@ On the local emulator (``tdv-local-aws start``; ``tdv-local-aws env`` prints the
 variables, including ``AIRFLOW_CONN_AWS_DEFAULT`` with an ``endpoint_url`` on
 127.0.0.1), the bucket is created when missing, the dependency layer is copied from the
 worker's own scikit-learn and its installed requirements, and the smoke test runs the
-deployed function locally (:func:`tdv_airflow.local_run.invoke_deployed`), since the
+deployed function locally (:func:`tdv_airflow.local.run.invoke_deployed`), since the
 emulator runs no Lambda.
 
 Settings read when the file is parsed (the scheduler must know a sensor's mode):
@@ -70,7 +70,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, task
 
-from tdv_airflow.naming import model_version_from_context, stack_name_from
+from tdv_airflow.core.naming import model_version_from_context, stack_name_from
 from tdv_airflow.operators import CreateStackOperator, PrepareDeploymentOperator
 from tdv_airflow.sensors import StackStatusSensor
 
@@ -159,8 +159,8 @@ def _call_endpoint(hook: Any, endpoint: dict[str, Any], payload: Any) -> dict[st
     """POST ``payload`` to the real endpoint with what its auth mode needs (a SigV4
     signature with the connection's credentials, or the stack's API key); the answer in
     the shape of a Lambda proxy response."""
-    from tdv_airflow.endpoint_client import api_key_value, call_endpoint, endpoint_auth_of
-    from tdv_airflow.stacks import describe
+    from tdv_airflow.core.stacks import describe
+    from tdv_airflow.endpoint.client import api_key_value, call_endpoint, endpoint_auth_of
 
     clients = hook.clients()
     stack = describe(clients.cloudformation, endpoint["stack_name"]) or {}
@@ -282,7 +282,7 @@ with DAG(
         payload = params["smoke_payload"]
         hook = TdvDeploymentHook(aws_conn_id=AWS_CONN_ID)
         if _on_emulator(hook.endpoint_url):
-            from tdv_airflow.local_run import invoke_deployed
+            from tdv_airflow.local.run import invoke_deployed
 
             response = invoke_deployed(hook.clients(), endpoint["stack_name"], payload)
         else:
@@ -296,7 +296,7 @@ with DAG(
     def retire_old_versions(**context: Any) -> list[str]:
         """per_version mode: delete the deployment's stacks beyond the newest
         ``keep_versions``; returns their names (nothing in stable mode)."""
-        from tdv_airflow import lifecycle
+        from tdv_airflow.core import retention as lifecycle
         from tdv_airflow.hooks import TdvDeploymentHook
 
         params = context["params"]

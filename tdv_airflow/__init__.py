@@ -12,11 +12,11 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Deploy": "tdv_airflow.deploy",
-    "UserAwsAuth": "tdv_airflow.auth",
+    "UserAwsAuth": "tdv_airflow.core.clients",
 }
 
 if TYPE_CHECKING:
-    from tdv_airflow.auth import UserAwsAuth
+    from tdv_airflow.core.clients import UserAwsAuth
     from tdv_airflow.deploy import Deploy
 
 __all__ = ["Deploy", "UserAwsAuth", "__version__"]

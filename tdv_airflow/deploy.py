@@ -2,7 +2,8 @@
 
 ::
 
-    from tdv_airflow import Deploy, UserAwsAuth
+    from tdv_airflow import Deploy
+    from tdv_airflow import UserAwsAuth
 
     d = Deploy(bucket="my-models", model_s3_key="iris/v3/model.pkl", prepro_fn=prepare,
                auth_object=boto3.Session(), region="eu-west-1", stack_name="iris")
@@ -18,17 +19,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tdv_airflow import deployment, stacks
-from tdv_airflow.auth import AwsClients, UserAwsAuth
-from tdv_airflow.exceptions import StackNotFoundError
-from tdv_airflow.pickling import resolve_callable
-from tdv_airflow.validation import (
+from tdv_airflow.core import deployment, stacks
+from tdv_airflow.core.clients import AwsClients, UserAwsAuth
+from tdv_airflow.core.pickling import resolve_callable
+from tdv_airflow.core.validation import (
     check_endpoint_auth,
     check_invoke_mode,
     check_region,
     check_role_arn,
     check_stack_name,
 )
+from tdv_airflow.exceptions import StackNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +68,15 @@ class Deploy:
     :param stack_parameters: further template parameters (e.g. ``{"StageName": "v1"}``).
     :param by_value_modules: further modules whose functions are pickled by value.
     :param dependencies: the model's libraries, shipped as a dependency layer: a
-        :class:`~tdv_airflow.layers.Dependencies` (``requirements=[...]`` installed by pip
+        :class:`~tdv_airflow.core.layers.Dependencies` (``requirements=[...]`` installed by pip
         for Lambda's platform, or ``from_installed=["sklearn", ...]`` copied from this
         Linux environment), a dict of its fields, or a list of requirement lines.
     :param extra_layer_arns: existing Lambda layer version ARNs attached after
         tdv-airflow's layers, in order (at most 5 layers in all).
     :param endpoint_auth: how callers of the endpoint authenticate: ``"iam"`` (default:
-        SigV4-signed requests, see :func:`tdv_airflow.endpoint_client.call_endpoint`),
+        SigV4-signed requests, see :func:`tdv_airflow.endpoint.client.call_endpoint`),
         ``"api_key"`` (an API key with a usage plan; its value from
-        :func:`tdv_airflow.endpoint_client.api_key_value`) or ``"none"`` (public, logged
+        :func:`tdv_airflow.endpoint.client.api_key_value`) or ``"none"`` (public, logged
         as a warning).
     :param role_arn: a CloudFormation service role that creates the stack's resources
         (see ``docs/iam.md``); ``None`` lets CloudFormation use the caller's permissions.

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tdv_airflow.local_aws import LocalAws
+from tdv_airflow.local.aws import LocalAws
 
 TEST_BUCKET = "tdv-test-bucket"
 REGION = "us-east-1"

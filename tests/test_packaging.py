@@ -37,7 +37,7 @@ def test_installed_wheel_finds_its_bundled_files(wheel: Path, tmp_path: Path) ->
     target = tmp_path / "site"
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(target)
-    code = ("from tdv_airflow.resources import default_template_path as t, "
+    code = ("from tdv_airflow.core.resources import default_template_path as t, "
             "default_lambda_source_path as s; print(t()); print(s())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(target)},

@@ -13,7 +13,7 @@ from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-from tdv_airflow.auth import AwsClients
+from tdv_airflow.core.clients import AwsClients
 
 
 class TdvDeploymentHook(AwsBaseHook):

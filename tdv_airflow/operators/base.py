@@ -27,8 +27,8 @@ def check_connection(hook: Any, aws_conn_id: str | None) -> None:
     """
     from airflow.sdk import BaseHook
 
+    from tdv_airflow.core.validation import check_region
     from tdv_airflow.exceptions import InvalidInputError
-    from tdv_airflow.validation import check_region
 
     if aws_conn_id is not None:
         try:

@@ -1,6 +1,6 @@
 """Operators that prepare a deployment and create (or update) its stack.
 
-Both are thin: they check their arguments, call the core (:mod:`tdv_airflow.deployment`)
+Both are thin: they check their arguments, call the core (:mod:`tdv_airflow.core.deployment`)
 through :class:`~tdv_airflow.hooks.deployment.TdvDeploymentHook`, and return JSON dicts.
 Both are safe to retry: artifacts are content-addressed (nothing is uploaded twice) and
 a stack already carrying the wanted template, parameters and tags is left alone.
@@ -11,16 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tdv_airflow.exceptions import InvalidInputError
-from tdv_airflow.links import CloudFormationStackLink
-from tdv_airflow.operators.base import AWS_TEMPLATE_FIELDS, AwsConnectionMixin
-from tdv_airflow.stacks import ON_EXISTS_CHOICES
-from tdv_airflow.validation import (
+from tdv_airflow.core.stacks import ON_EXISTS_CHOICES
+from tdv_airflow.core.validation import (
     check_endpoint_auth,
     check_positive,
     check_role_arn,
     check_stack_name,
 )
+from tdv_airflow.exceptions import InvalidInputError
+from tdv_airflow.links import CloudFormationStackLink
+from tdv_airflow.operators.base import AWS_TEMPLATE_FIELDS, AwsConnectionMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -55,7 +55,7 @@ class PrepareDeploymentOperator(AwsConnectionMixin):
         (templated).
     :param by_value_modules: further modules whose functions travel by value.
     :param dependencies: the model's libraries as a dependency layer: a dict of
-        :class:`tdv_airflow.layers.Dependencies` fields (``{"requirements": [...]}`` or
+        :class:`tdv_airflow.core.layers.Dependencies` fields (``{"requirements": [...]}`` or
         ``{"from_installed": [...]}``) or a list of requirement lines (templated).
     :param extra_layer_arns: existing Lambda layer ARNs attached after tdv-airflow's
         layers (templated).
@@ -104,9 +104,9 @@ class PrepareDeploymentOperator(AwsConnectionMixin):
 
         :param context: the task context.
         """
-        from tdv_airflow import deployment
-        from tdv_airflow.lifecycle import aws_reachable
-        from tdv_airflow.pickling import resolve_callable
+        from tdv_airflow.core import deployment
+        from tdv_airflow.core.pickling import resolve_callable
+        from tdv_airflow.core.retention import aws_reachable
 
         optional = {"s3_prefix": self.s3_prefix} if self.s3_prefix else {}
         with aws_reachable(f"prepare of s3://{self.bucket}/{self.model_s3_key}"):
@@ -138,7 +138,7 @@ class CreateStackOperator(AwsConnectionMixin):
 
     :param prepare_env_response: the prepare contract, e.g. ``prepare.output`` (templated).
     :param stack_name: the stack name, ``^[A-Za-z][A-Za-z0-9-]{0,127}$`` (templated); build
-        one from a run id with :func:`tdv_airflow.naming.stack_name_from`.
+        one from a run id with :func:`tdv_airflow.core.naming.stack_name_from`.
     :param on_exists: ``"update"``, ``"skip"`` or ``"fail"`` when the stack exists (templated).
     :param wait_for_completion: wait in the task until the stack is complete.
     :param deferrable: wait on the triggerer instead (frees the worker slot).
@@ -203,12 +203,12 @@ class CreateStackOperator(AwsConnectionMixin):
 
         :param context: the task context.
         """
-        from tdv_airflow.deployment import check_prepare_response
-        from tdv_airflow.stacks import classify
+        from tdv_airflow.core.deployment import check_prepare_response
+        from tdv_airflow.core.stacks import classify
 
         stack_name = check_stack_name(self.stack_name)
         _check_on_exists(self.on_exists)
-        from tdv_airflow.lifecycle import aws_reachable
+        from tdv_airflow.core.retention import aws_reachable
 
         response = check_prepare_response(self.prepare_env_response)
         with aws_reachable(f"create or update of stack {stack_name!r}"):
@@ -239,8 +239,8 @@ class CreateStackOperator(AwsConnectionMixin):
     def _apply(self, context: Context, stack_name: str, response: Mapping[str, Any]
                ) -> dict[str, Any]:
         """Send the create or update unless an earlier try (or run) already did."""
-        from tdv_airflow import deployment
-        from tdv_airflow.naming import client_request_token
+        from tdv_airflow.core import deployment
+        from tdv_airflow.core.naming import client_request_token
 
         token = client_request_token(context["ti"].dag_id, context["run_id"], stack_name)
         result = deployment.create_stack(
@@ -253,7 +253,7 @@ class CreateStackOperator(AwsConnectionMixin):
 
     def _wait(self, stack_id: str) -> dict[str, Any]:
         """Poll until the stack is complete, logging its new events."""
-        from tdv_airflow import stacks
+        from tdv_airflow.core import stacks
 
         cfn = self.hook.conn
         tail = stacks.EventTail(cfn, stack_id)

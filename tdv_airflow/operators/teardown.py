@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from tdv_airflow.core.validation import check_positive, check_stack_name
 from tdv_airflow.exceptions import StackFailedError, StackTimeoutError
 from tdv_airflow.operators.base import AWS_TEMPLATE_FIELDS, AwsConnectionMixin
 from tdv_airflow.operators.deployment import _is_literal
-from tdv_airflow.validation import check_positive, check_stack_name
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -29,7 +29,7 @@ class DeleteStackOperator(AwsConnectionMixin):
 
     :param stack_name: the stack name, ``^[A-Za-z][A-Za-z0-9-]{0,127}$`` (templated).
     :param wait_for_completion: wait in the task until the stack is deleted (with
-        :func:`tdv_airflow.lifecycle.teardown`); when False (and not deferrable) the
+        :func:`tdv_airflow.core.retention.teardown`); when False (and not deferrable) the
         delete is only requested.
     :param deferrable: wait on the triggerer instead
         (:class:`~tdv_airflow.triggers.teardown.StackDeletedTrigger`).
@@ -64,7 +64,8 @@ class DeleteStackOperator(AwsConnectionMixin):
 
         :param context: the task context.
         """
-        from tdv_airflow import lifecycle, stacks
+        from tdv_airflow.core import retention as lifecycle
+        from tdv_airflow.core import stacks
 
         stack_name = check_stack_name(self.stack_name)
         cfn = self.hook.conn
@@ -96,7 +97,7 @@ class DeleteStackOperator(AwsConnectionMixin):
         :param stack_id: the id of the stack being deleted.
         :param attempt: which delete attempt the trigger watched (1 or 2).
         """
-        from tdv_airflow import lifecycle
+        from tdv_airflow.core import retention as lifecycle
         from tdv_airflow.triggers.teardown import DELETE_FAILED, DELETED
 
         status = (event or {}).get("status")

@@ -17,7 +17,7 @@ from tdv_airflow.operators.base import AWS_TEMPLATE_FIELDS, AwsConnectionMixin
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from tdv_airflow.stacks import EventTail
+    from tdv_airflow.core.stacks import EventTail
 
 
 class StackStatusSensor(AwsConnectionMixin, BaseSensorOperator):
@@ -105,7 +105,7 @@ class StackStatusSensor(AwsConnectionMixin, BaseSensorOperator):
 
     def _check(self, context: Context) -> dict[str, Any] | None:
         """The sensor contract once the stack is complete, ``None`` while it is not."""
-        from tdv_airflow import deployment, stacks
+        from tdv_airflow.core import deployment, stacks
 
         stack = stacks.describe(self._cfn, self.stack_name)
         if stack is None:
@@ -147,7 +147,7 @@ class StackStatusSensor(AwsConnectionMixin, BaseSensorOperator):
 
     def _report_progress(self, context: Context, stack: dict[str, Any]) -> None:
         """Log the stack's status and the events that arrived since the last poke."""
-        from tdv_airflow import stacks
+        from tdv_airflow.core import stacks
 
         if not self._stack_id_pushed:
             self.push_stack_id(context, stack["StackId"])

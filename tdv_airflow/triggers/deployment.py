@@ -1,7 +1,7 @@
 """The trigger that waits for a deployment stack on the triggerer.
 
 It polls ``describe_stacks`` with the same classification as the sensor
-(:func:`tdv_airflow.stacks.classify`), so a failure or rollback ends the wait at once
+(:func:`tdv_airflow.core.stacks.classify`), so a failure or rollback ends the wait at once
 instead of after a whole rollback. boto3 calls run in a worker thread
 (:func:`asyncio.to_thread`) one poll at a time, so the triggerer's event loop never
 blocks and a cancelled trigger stops at once.
@@ -28,7 +28,7 @@ class StackStatusTrigger(StackTriggerBase):
 
     The event's payload is ``{"status": ..., "message": ..., "stack": ...}`` where
     ``stack`` (on success) is the sensor contract of
-    :func:`tdv_airflow.deployment.endpoint_of`. Turn it into a result or an exception
+    :func:`tdv_airflow.core.deployment.endpoint_of`. Turn it into a result or an exception
     with :func:`result_from_event`.
 
     :param stack_name: the stack name or id.
@@ -72,7 +72,7 @@ class StackStatusTrigger(StackTriggerBase):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until the stack reaches a final state; yield one event."""
-        from tdv_airflow import stacks
+        from tdv_airflow.core import stacks
 
         cfn = await asyncio.to_thread(self._cloudformation)
         tail = stacks.EventTail(cfn, self.stack_name, after_event_id=self.after_event_id)
@@ -93,7 +93,7 @@ class StackStatusTrigger(StackTriggerBase):
 
     def _check(self, cfn: Any, tail: Any, elapsed: float) -> dict[str, Any] | None:
         """One poll (blocking; runs in a worker thread): the event payload, or ``None``."""
-        from tdv_airflow import deployment, stacks
+        from tdv_airflow.core import deployment, stacks
 
         stack = stacks.describe(cfn, self.stack_name)
         if stack is None:

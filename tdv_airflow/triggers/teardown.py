@@ -53,7 +53,7 @@ class StackDeletedTrigger(StackTriggerBase):
         return {"max_attempts": self.max_attempts}
 
     def _status(self, cfn: Any) -> str:
-        from tdv_airflow.stacks import describe
+        from tdv_airflow.core.stacks import describe
 
         stack = describe(cfn, self.stack_name)
         return "DELETE_COMPLETE" if stack is None else str(stack["StackStatus"])

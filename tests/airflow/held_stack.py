@@ -28,7 +28,7 @@ def hold_resource(service_token: Any) -> dict[str, Any]:
 
 def deployment_template_with_hold(dest: Path) -> Path:
     """The shipped deployment template plus a hold on its function; written to ``dest``."""
-    from tdv_airflow.resources import default_template_path
+    from tdv_airflow.core.resources import default_template_path
 
     body = json.loads(default_template_path().read_text())
     body["Resources"][HOLD_ID] = hold_resource({"Fn::GetAtt": ["PredictFunction", "Arn"]})

@@ -20,7 +20,7 @@ HEAVY = ("boto3", "botocore", "dill", "sklearn", "numpy", "moto", "aiobotocore")
 _IMPORT_IN_FRESH_INTERPRETER = """
 import importlib.util, json, sys
 for name in ("tdv_airflow", "tdv_airflow.operators", "tdv_airflow.sensors", "tdv_airflow.hooks",
-             "tdv_airflow.triggers", "tdv_airflow.links", "tdv_airflow.naming"):
+             "tdv_airflow.triggers", "tdv_airflow.links", "tdv_airflow.core.naming"):
     importlib.import_module(name)
 spec = importlib.util.spec_from_file_location("retrain_and_deploy", sys.argv[1])
 module = importlib.util.module_from_spec(spec)

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from tdv_airflow.core.naming import model_version, model_version_from_context, stack_name_from
+from tdv_airflow.core.validation import STACK_NAME_RE
 from tdv_airflow.exceptions import InvalidInputError
 from tdv_airflow.links import stack_console_url
-from tdv_airflow.naming import model_version, model_version_from_context, stack_name_from
-from tdv_airflow.validation import STACK_NAME_RE
 
 RUN_IDS = [
     "manual__2025-01-01T02:00:00+00:00",

@@ -14,11 +14,11 @@ from airflow.sdk.exceptions import TaskDeferred
 from held_stack import deployment_template_with_hold, release
 from task_context import FakeTaskInstance
 
+from tdv_airflow.core.naming import client_request_token
+from tdv_airflow.core.stacks import FINGERPRINT_TAG, tags_of
 from tdv_airflow.exceptions import InvalidInputError
-from tdv_airflow.naming import client_request_token
 from tdv_airflow.operators import CreateStackOperator, PrepareDeploymentOperator
 from tdv_airflow.sensors import StackStatusSensor
-from tdv_airflow.stacks import FINGERPRINT_TAG, tags_of
 from tdv_airflow.triggers import StackStatusTrigger
 
 
@@ -60,7 +60,7 @@ def test_prepare_accepts_an_import_path(bucket: str, model_in_s3: str, task_cont
                                         ) -> None:
     by_object = _prepare(bucket, model_in_s3).execute(task_context())
     op = PrepareDeploymentOperator(task_id="p", bucket=bucket, model_s3_key=model_in_s3,
-                                   prepro_fn="tdv_airflow.naming:stack_name_from")
+                                   prepro_fn="tdv_airflow.core.naming:stack_name_from")
     by_path = op.execute(task_context())
     assert by_path["s3_prepro_fn_location"] != by_object["s3_prepro_fn_location"]
 
@@ -269,7 +269,7 @@ def test_create_recreates_a_stack_left_in_rollback_complete(
                              stack_name=stubbed_stacks.STACK_NAME, poll_interval=0.01)
     op.__dict__["hook"] = hook
     dead = stubbed_stacks.stack("ROLLBACK_COMPLETE", stubbed_stacks.FAILED_REASON)
-    with Stubber(client) as stubber, caplog.at_level(logging.WARNING, "tdv_airflow.stacks"):
+    with Stubber(client) as stubber, caplog.at_level(logging.WARNING, "tdv_airflow.core.stacks"):
         stubber.add_response("describe_stacks", dead)  # the retry shortcut: not applied
         stubber.add_response("describe_stacks", dead)  # the core: a dead end
         stubber.add_response("delete_stack", {}, {"StackName": stubbed_stacks.STACK_ID})

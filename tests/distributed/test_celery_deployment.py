@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tdv_airflow.naming import model_version
+from tdv_airflow.core.naming import model_version
 from tests.airflow.held_stack import deployment_template_with_hold
 from tests.distributed.api import FINISHED_RUN, AirflowApi
 from tests.distributed.conftest import WORKER_CONCURRENCY

@@ -6,7 +6,7 @@ Docker does not run on these machines, so this harness starts the same services 
 * postgres: Debian's ``postgresql`` server, a fresh cluster in a temporary folder, run
   as a non-root user;
 * redis: Debian's ``redis-server``, without persistence;
-* local-aws: :class:`tdv_airflow.local_aws.LocalAws` (moto server);
+* local-aws: :class:`tdv_airflow.local.aws.LocalAws` (moto server);
 * airflow-init: ``airflow db migrate`` and the passwords file;
 * airflow-apiserver, airflow-scheduler, airflow-dag-processor, airflow-triggerer,
   airflow-worker: ``airflow api-server``, ``scheduler``, ``dag-processor``,
@@ -49,7 +49,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
-from tdv_airflow.local_aws import LocalAws, free_port
+from tdv_airflow.local.aws import LocalAws, free_port
 from tests.compose_spec import ROOT
 from tests.compose_spec import airflow_env as compose_airflow_env
 from tests.compose_spec import load as load_compose
@@ -586,7 +586,7 @@ class Topology:
         """A boto3 client on this topology's local AWS."""
         import boto3
 
-        from tdv_airflow.local_aws import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY
+        from tdv_airflow.local.aws import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY
 
         return boto3.client(service, endpoint_url=self.aws.endpoint_url,
                             region_name=self.aws.region,

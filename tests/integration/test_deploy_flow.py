@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from tdv_airflow import Deploy, UserAwsAuth
+from tdv_airflow.core.resources import default_template_path
 from tdv_airflow.exceptions import InvalidInputError, StackNotFoundError, TemplateError
-from tdv_airflow.resources import default_template_path
 
 MODEL_KEY = "models/iris/v1/model.pkl"
 PREFIX = "tdv-airflow/"
@@ -195,7 +195,7 @@ def test_bad_input_fails_before_anything_is_created(aws, s3, bucket, model_bytes
                                                     tmp_path, monkeypatch, bad, exc, match):
     bad = dict(bad)
     if bad.pop("no_runtime", False):
-        monkeypatch.setattr("tdv_airflow.validation.LAMBDA_RUNTIMES", {})
+        monkeypatch.setattr("tdv_airflow.core.validation.LAMBDA_RUNTIMES", {})
     if bad.get("template_stack_local_path") == "BROKEN":
         broken = tmp_path / "t.json"
         broken.write_text(default_template_path().read_text()[:-40])

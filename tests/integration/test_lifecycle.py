@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
+from tdv_airflow.core.retention import DEPLOYMENT_TAG, retired_stacks, teardown
 from tdv_airflow.exceptions import InvalidInputError, StackFailedError
-from tdv_airflow.lifecycle import DEPLOYMENT_TAG, retired_stacks, teardown
 
 TEMPLATE = '{"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}}'
 

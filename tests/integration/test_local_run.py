@@ -25,12 +25,12 @@ from typing import Any
 import pytest
 
 from tdv_airflow import Deploy, UserAwsAuth
-from tdv_airflow.auth import AwsClients
-from tdv_airflow.layers import Dependencies
-from tdv_airflow.local_aws import LocalAws, free_port
-from tdv_airflow.local_run import LocalFunction, LocalRunError, invoke_deployed, lay_out
-from tdv_airflow.local_server import serve_in_thread
-from tdv_airflow.resources import default_lambda_source_path
+from tdv_airflow.core.clients import AwsClients
+from tdv_airflow.core.layers import Dependencies
+from tdv_airflow.core.resources import default_lambda_source_path
+from tdv_airflow.local.aws import LocalAws, free_port
+from tdv_airflow.local.run import LocalFunction, LocalRunError, invoke_deployed, lay_out
+from tdv_airflow.local.server import serve_in_thread
 
 BUCKET = "tdv-local-run-bucket"
 MODEL_KEY = "models/iris/rf/model.pkl"
@@ -192,7 +192,7 @@ def test_serve_answers_real_http_requests(deployed: Deployed) -> None:
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tdv_airflow.local_run", *args]
+    return [sys.executable, "-m", "tdv_airflow.local.run", *args]
 
 
 def test_cli_invoke_prints_the_response(deployed: Deployed) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tdv_airflow.local_aws import free_port
+from tdv_airflow.local.aws import free_port
 from tests.lifecycle.conftest import AIRFLOW, DAGS, live_stacks, model_keys_of_stacks
 
 DAG_ID = "retrain_and_deploy"

@@ -44,7 +44,7 @@ class Env:
 
     def prepared(self) -> dict[str, Any]:
         """A real prepare response (its artifacts are created on purpose)."""
-        from tdv_airflow import deployment
+        from tdv_airflow.core import deployment
 
         return dict(deployment.prepare(self.clients, bucket=TEST_BUCKET,
                                        model_s3_key=MODEL_KEY,
@@ -111,12 +111,12 @@ def _with_template(text: str) -> Callable[[Env], Any]:
 
 
 def _without_runtime(env: Env) -> Any:
-    env.monkeypatch.setattr("tdv_airflow.validation.LAMBDA_RUNTIMES", {})
+    env.monkeypatch.setattr("tdv_airflow.core.validation.LAMBDA_RUNTIMES", {})
     return _prepare()(env)
 
 
 def _layer_over_limit(env: Env) -> Any:
-    env.monkeypatch.setattr("tdv_airflow.layers.LAMBDA_UNZIPPED_LIMIT_BYTES", 10_000)
+    env.monkeypatch.setattr("tdv_airflow.core.layers.LAMBDA_UNZIPPED_LIMIT_BYTES", 10_000)
     return _prepare()(env)
 
 
@@ -131,7 +131,7 @@ def _no_credentials(env: Env) -> Any:
 
 
 def _retire_keep_zero(env: Env) -> Any:
-    from tdv_airflow.lifecycle import retire
+    from tdv_airflow.core.retention import retire
 
     return retire(env.clients.cloudformation, "tdv-iris", keep=0)
 
@@ -209,7 +209,7 @@ def test_bad_input_fails_before_anything_is_created(
         call: Callable[[Env], Any], error: type[Exception], texts: tuple[str, ...],
         s3: Any, cfn: Any, bucket: str, task_context: Any, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch, aws: Any) -> None:
-    from tdv_airflow.auth import AwsClients
+    from tdv_airflow.core.clients import AwsClients
 
     s3.put_object(Bucket=bucket, Key=MODEL_KEY, Body=b"model bytes")
     clients = AwsClients.from_auth(None, "us-east-1")

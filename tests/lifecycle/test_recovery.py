@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tdv_airflow.exceptions import AwsUnreachableError
-from tdv_airflow.local_aws import LocalAws
+from tdv_airflow.local.aws import LocalAws
 from tests.lifecycle.conftest import all_objects, live_stacks
 
 #: Short timeouts, one attempt: a frozen endpoint fails the call within seconds.

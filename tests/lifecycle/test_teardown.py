@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
+from tdv_airflow.core.retention import DEPLOYMENT_TAG, retire
 from tdv_airflow.exceptions import StackFailedError
-from tdv_airflow.lifecycle import DEPLOYMENT_TAG, retire
 from tdv_airflow.operators import DeleteStackOperator
 from tests.lifecycle.conftest import live_stacks
 

@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from tdv_airflow import UserAwsAuth, stacks
-from tdv_airflow.auth import AwsClients
-from tdv_airflow.endpoint_client import EndpointAuthenticator, api_key_value, call_endpoint
-from tdv_airflow.local_aws import LocalAws
-from tdv_airflow.local_run import LocalFunction
-from tdv_airflow.local_server import serve_in_thread
+from tdv_airflow import UserAwsAuth
+from tdv_airflow.core import stacks
+from tdv_airflow.core.clients import AwsClients
+from tdv_airflow.endpoint.client import EndpointAuthenticator, api_key_value, call_endpoint
+from tdv_airflow.local.aws import LocalAws
+from tdv_airflow.local.run import LocalFunction
+from tdv_airflow.local.server import serve_in_thread
 
 from .helpers import REGION, make_deploy, put_model
 

@@ -20,18 +20,18 @@ from typing import Any
 import pytest
 
 from tdv_airflow import UserAwsAuth
-from tdv_airflow.auth import AwsClients
-from tdv_airflow.endpoint_client import (
+from tdv_airflow.core.clients import AwsClients
+from tdv_airflow.core.iam import evaluate
+from tdv_airflow.endpoint.client import (
     EndpointAuthenticator,
     EndpointAuthError,
     api_key_value,
     call_endpoint,
 )
 from tdv_airflow.exceptions import InvalidInputError
-from tdv_airflow.local_aws import LocalAws, free_port
-from tdv_airflow.local_run import LocalFunction
-from tdv_airflow.local_server import serve_in_thread
-from tdv_airflow.security import evaluate
+from tdv_airflow.local.aws import LocalAws, free_port
+from tdv_airflow.local.run import LocalFunction
+from tdv_airflow.local.server import serve_in_thread
 
 from .helpers import REGION, make_deploy, put_model
 
@@ -197,7 +197,7 @@ def test_cli_serve_enforces_the_api_key(deployed: Deployed, tmp_path: Any) -> No
     served = deployed.served["api_key"]
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tdv_airflow.local_run", "serve", "--stack", served.stack_name,
+        [sys.executable, "-m", "tdv_airflow.local.run", "serve", "--stack", served.stack_name,
          "--port", str(port), "--region", REGION, "--endpoint-url", deployed.aws.endpoint_url,
          "--workdir", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

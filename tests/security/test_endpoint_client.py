@@ -11,7 +11,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tdv_airflow.endpoint_client import (
+from tdv_airflow.endpoint.client import (
     EndpointAuthenticator,
     EndpointAuthError,
     call_endpoint,

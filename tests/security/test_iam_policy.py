@@ -4,7 +4,7 @@ A dedicated moto server runs with ``INITIAL_NO_AUTH_ACTION_COUNT=3``: its first 
 actions (by the emulator's root credentials) create an administrator; after them moto
 enforces IAM, so every request must be signed by an IAM user whose policies allow it.
 The administrator sets up a bucket, a model, a CloudFormation service role and an IAM
-user holding exactly :func:`tdv_airflow.security.airflow_identity_policy`; the user then
+user holding exactly :func:`tdv_airflow.core.iam.airflow_identity_policy`; the user then
 prepares, creates (with ``role_arn``) and checks the stack.
 
 What moto 5.2 can check, and so what these tests prove (``docs/iam.md`` says the same):
@@ -32,13 +32,14 @@ from typing import Any
 
 import pytest
 
-from tdv_airflow import UserAwsAuth, stacks
-from tdv_airflow.local_aws import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, LocalAws
-from tdv_airflow.security import (
+from tdv_airflow import UserAwsAuth
+from tdv_airflow.core import stacks
+from tdv_airflow.core.iam import (
     airflow_identity_policy,
     cloudformation_service_role_policy,
     cloudformation_service_role_trust_policy,
 )
+from tdv_airflow.local.aws import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, LocalAws
 
 from .helpers import MODEL_KEY, REGION, access_denied, make_deploy, put_model
 

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from tdv_airflow import Deploy, security
-from tdv_airflow.deployment import stack_parameters
+from tdv_airflow import Deploy
+from tdv_airflow.core import iam as security
+from tdv_airflow.core.deployment import stack_parameters
+from tdv_airflow.core.validation import check_endpoint_auth, check_role_arn
 from tdv_airflow.exceptions import InvalidInputError
-from tdv_airflow.validation import check_endpoint_auth, check_role_arn
 
 ROOT = Path(__file__).resolve().parents[2]
 RESPONSE: dict[str, Any] = {

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tdv_airflow.resources import default_template_path
-from tdv_airflow.security import check_template
+from tdv_airflow.core.iam import check_template
+from tdv_airflow.core.resources import default_template_path
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKOV_VENV = ROOT / ".venv-checkov"

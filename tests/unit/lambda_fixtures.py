@@ -155,7 +155,7 @@ def joblib_bytes(model: Any | None = None) -> bytes:
 
 
 def prepro_bytes(fn: Any = prepro_instances) -> bytes:
-    from tdv_airflow.pickling import dumps_by_value
+    from tdv_airflow.core.pickling import dumps_by_value
 
     return dumps_by_value(fn)
 

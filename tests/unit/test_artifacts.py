@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tdv_airflow import artifacts
+from tdv_airflow.core import artifacts
+from tdv_airflow.core.resources import default_lambda_source_path
 from tdv_airflow.exceptions import InvalidInputError
-from tdv_airflow.resources import default_lambda_source_path
 
 
 def test_layer_holds_dill_under_python_and_is_deterministic() -> None:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tdv_airflow import deployment, layers
-from tdv_airflow.auth import AwsClients
+from tdv_airflow.core import deployment, layers
+from tdv_airflow.core.clients import AwsClients
 from tdv_airflow.exceptions import ArtifactError, InvalidInputError
 
 TOY_DIST = "tdv-toy-dep"
@@ -351,7 +351,7 @@ def test_stack_parameters_carry_the_layers() -> None:
 def test_template_attaches_the_dependency_layer_after_dill() -> None:
     import json
 
-    from tdv_airflow.resources import default_template_path
+    from tdv_airflow.core.resources import default_template_path
 
     body = json.loads(default_template_path().read_text())
     assert body["Parameters"]["DepsLayerKey"]["Default"] == ""

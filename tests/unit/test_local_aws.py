@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tdv_airflow.local_aws import LocalAws
+from tdv_airflow.local.aws import LocalAws
 
 
 def test_start_reset_stop(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tdv_airflow.core.pickling import dumps_by_value, resolve_callable
 from tdv_airflow.exceptions import InvalidInputError
-from tdv_airflow.pickling import dumps_by_value, resolve_callable
 
 MODULE = textwrap.dedent('''
     import math

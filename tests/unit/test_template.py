@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from tdv_airflow.exceptions import TemplateError
-from tdv_airflow.resources import default_template_path
-from tdv_airflow.template import (
+from tdv_airflow.core.resources import default_template_path
+from tdv_airflow.core.template import (
     REQUIRED_OUTPUTS,
     REQUIRED_PARAMETERS,
     build_parameters,
     parse_template,
     read_template,
 )
+from tdv_airflow.exceptions import TemplateError
 
 
 def test_cfn_lint_reports_nothing() -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tdv_airflow.exceptions import InvalidInputError
-from tdv_airflow.validation import (
+from tdv_airflow.core.validation import (
     check_bucket_name,
     check_invoke_mode,
     check_s3_key,
     check_stack_name,
     lambda_runtime,
 )
+from tdv_airflow.exceptions import InvalidInputError
 
 
 @pytest.mark.parametrize("name", ["a", "tdv-iris-2024", "A" + "b" * 127])

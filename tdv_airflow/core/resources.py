@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 TEMPLATE_NAME = "stack_template.json"
 LAMBDA_SOURCE_NAME = "lbd_request_processor.py"

@@ -12,7 +12,7 @@ import base64
 import hashlib
 from typing import Any
 
-from tdv_airflow.artifacts import Artifact
+from tdv_airflow.core.artifacts import Artifact
 from tdv_airflow.exceptions import ArtifactError, InvalidInputError
 
 DEFAULT_PREFIX = "tdv-airflow"

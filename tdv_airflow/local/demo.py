@@ -1,6 +1,6 @@
 """The demo: the nightly retrain-and-deploy DAG, run once on the embedded local AWS.
 
-``python3 dev.py demo`` (or ``python -m tdv_airflow.demo`` inside the venv) starts a
+``python3 dev.py demo`` (or ``python -m tdv_airflow.local.demo`` inside the venv) starts a
 local AWS emulator, gives Airflow a private home (``.tdv/demo-airflow``) whose
 ``aws_default`` connection points at it, runs ``airflow dags test retrain_and_deploy``
 (train → prepare → create stack → deferrable sensor → smoke test), and prints each task,
@@ -24,9 +24,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tdv_airflow.local_aws import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, LocalAws
+from tdv_airflow.local.aws import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, LocalAws
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "retrain_and_deploy"
 BUCKET = "tdv-demo-models"
 MODEL_KEY = "iris/v1/model.pkl"
@@ -130,9 +130,9 @@ def run_deploy_api() -> int:
     from sklearn.linear_model import LogisticRegression
 
     from tdv_airflow import Deploy, UserAwsAuth
-    from tdv_airflow.auth import AwsClients
-    from tdv_airflow.layers import Dependencies
-    from tdv_airflow.local_run import invoke_deployed
+    from tdv_airflow.core.clients import AwsClients
+    from tdv_airflow.core.layers import Dependencies
+    from tdv_airflow.local.run import invoke_deployed
 
     logging.basicConfig(level=logging.INFO, format="    %(message)s")
     _step("starting the embedded local AWS (moto server)")

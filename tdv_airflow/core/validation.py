@@ -31,7 +31,7 @@ def check_stack_name(stack_name: Any) -> str:
         raise InvalidInputError(
             f"invalid stack name {stack_name!r}: a stack name starts with a letter and "
             "holds only letters, digits and hyphens, at most 128 characters "
-            f"(pattern {STACK_NAME_RE.pattern}); use tdv_airflow.naming.stack_name_from() "
+            f"(pattern {STACK_NAME_RE.pattern}); use tdv_airflow.core.naming.stack_name_from() "
             "to build one from a run id"
         )
     return stack_name

@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from tdv_airflow.artifacts import Artifact
+from tdv_airflow.core.artifacts import Artifact
 from tdv_airflow.exceptions import ArtifactError, InvalidInputError
 
 log = logging.getLogger(__name__)
@@ -663,7 +663,7 @@ class Dependencies:
         if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
             return cls.coerce(cls(requirements=tuple(value)))
         raise InvalidInputError(
-            "dependencies must be a tdv_airflow.layers.Dependencies, a dict of its fields "
+            "dependencies must be a tdv_airflow.core.layers.Dependencies, a dict of its fields "
             f"or a list of requirement lines, got {type(value).__name__}")
 
     def is_empty(self) -> bool:

@@ -1,7 +1,7 @@
 """Build the deployment artifacts as bytes with their SHA-256 digests.
 
 Every builder is deterministic: the same inputs give the same bytes, hence the same
-digest and the same content-addressed S3 key (see :mod:`tdv_airflow.s3_store`).
+digest and the same content-addressed S3 key (see :mod:`tdv_airflow.core.store`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tdv_airflow.core.pickling import dumps_by_value
+from tdv_airflow.core.resources import LAMBDA_SOURCE_NAME
 from tdv_airflow.exceptions import ArtifactError, InvalidInputError
-from tdv_airflow.pickling import dumps_by_value
-from tdv_airflow.resources import LAMBDA_SOURCE_NAME
 
 #: A fixed timestamp for zip entries (the zip format's epoch), so bytes never vary.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)

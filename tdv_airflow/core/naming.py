@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from tdv_airflow.core.validation import check_stack_name
 from tdv_airflow.exceptions import InvalidInputError
-from tdv_airflow.validation import check_stack_name
 
 #: CloudFormation's longest stack name, and its ``ClientRequestToken`` limit.
 MAX_STACK_NAME = 128

@@ -13,13 +13,13 @@ from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from tdv_airflow.core.stacks import describe
 from tdv_airflow.exceptions import (
     AwsUnreachableError,
     InvalidInputError,
     StackFailedError,
     StackTimeoutError,
 )
-from tdv_airflow.stacks import describe
 
 log = logging.getLogger(__name__)
 

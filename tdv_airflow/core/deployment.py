@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tdv_airflow import artifacts, layers, s3_store, stacks
-from tdv_airflow.auth import AwsClients
-from tdv_airflow.exceptions import InvalidInputError
-from tdv_airflow.lifecycle import DEPLOYMENT_TAG
-from tdv_airflow.resources import default_lambda_source_path, default_template_path
-from tdv_airflow.template import build_parameters, read_template
-from tdv_airflow.validation import (
+from tdv_airflow.core import artifacts, layers, stacks
+from tdv_airflow.core import store as s3_store
+from tdv_airflow.core.clients import AwsClients
+from tdv_airflow.core.resources import default_lambda_source_path, default_template_path
+from tdv_airflow.core.retention import DEPLOYMENT_TAG
+from tdv_airflow.core.template import build_parameters, read_template
+from tdv_airflow.core.validation import (
     ENDPOINT_AUTH_MODES,
     check_bucket_name,
     check_callable,
@@ -31,6 +31,7 @@ from tdv_airflow.validation import (
     check_stack_name,
     lambda_runtime,
 )
+from tdv_airflow.exceptions import InvalidInputError
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def prepare(
     :param s3_prefix: the prefix of the artifact keys.
     :param by_value_modules: further modules whose functions are pickled by value.
     :param dependencies: the model's libraries as a dependency layer (a
-        :class:`~tdv_airflow.layers.Dependencies`, a dict of its fields, or requirement
+        :class:`~tdv_airflow.core.layers.Dependencies`, a dict of its fields, or requirement
         lines), uploaded content-addressed and attached after the dill layer.
     :param extra_layer_arns: existing layer version ARNs attached after tdv-airflow's
         layers, in order.
@@ -265,7 +266,7 @@ def create_stack(
     """Create or update the deployment stack (does not wait for it to finish).
 
     Safe to retry: the stack is tagged with a fingerprint of the template, parameters and
-    tags it was given (:func:`tdv_airflow.stacks.fingerprint`); when a stack that has not
+    tags it was given (:func:`tdv_airflow.core.stacks.fingerprint`); when a stack that has not
     failed already carries the wanted fingerprint, nothing is sent (``operation`` is
     ``"unchanged"``). The emulator answers an identical update with UPDATE_COMPLETE
     instead of "No updates are to be performed", so this does not rely on that answer.

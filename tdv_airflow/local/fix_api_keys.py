@@ -8,7 +8,7 @@ the backend, so a stack deployed with ``EndpointAuth`` ``API_KEY`` gets a real k
 emulator too, readable with ``apigateway:GetApiKey`` like on AWS. The usage plan's
 throttle and quota are stored, not enforced (moto enforces none).
 
-:mod:`tdv_airflow._moto_server` calls :func:`install` before the server starts (moto
+:mod:`tdv_airflow.local.moto_server` calls :func:`install` before the server starts (moto
 caches its map of CloudFormation models on first use). Without moto the module is not
 importable (the ``local`` extra).
 """

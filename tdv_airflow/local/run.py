@@ -66,17 +66,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from tdv_airflow.auth import AwsClients
+from tdv_airflow.core.clients import AwsClients
 from tdv_airflow.exceptions import StackNotFoundError, TdvError
 
 log = logging.getLogger(__name__)
-function_log = logging.getLogger("tdv_airflow.local_run.function")
+function_log = logging.getLogger("tdv_airflow.local.run.function")
 
 #: Modules the Lambda Python runtime provides besides the standard library.
 RUNTIME_MODULES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
 #: API Gateway's answer when the function fails, times out or answers malformed data.
 INTERNAL_ERROR = {"message": "Internal server error"}
-_RUNNER_SOURCE = Path(__file__).with_name("_lambda_runner.py")
+_RUNNER_SOURCE = Path(__file__).with_name("lambda_runner.py")
 _AWS_HOST_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
 _PASS_THROUGH_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
                      "no_proxy", "AWS_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
@@ -1033,7 +1033,7 @@ def _cli(argv: list[str] | None = None) -> int:
                                        headers=headers or None, workdir=args.workdir)
             print(json.dumps(response, indent=2))
             return 0 if int(response.get("statusCode", 500)) < 400 else 1
-        from tdv_airflow.local_server import serve
+        from tdv_airflow.local.server import serve
 
         serve(LocalFunction(clients, args.stack, workdir=args.workdir), args.host, args.port)
         return 0

@@ -13,7 +13,7 @@ From the shell (``pip install 'tdv-airflow[local]'``)::
     tdv-local-aws status
     tdv-local-aws stop
 
-The server runs in its own process (``python -m tdv_airflow._moto_server``, moto's
+The server runs in its own process (``python -m tdv_airflow.local.moto_server``, moto's
 server with one fidelity fix) so that several
 processes (an Airflow task runner, a triggerer, the tests) see the same resources.
 """
@@ -110,7 +110,7 @@ class LocalAws:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, "MOTO_PORT": str(self.port)}
         proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            [sys.executable, "-m", "tdv_airflow._moto_server", "-H", "127.0.0.1",
+            [sys.executable, "-m", "tdv_airflow.local.moto_server", "-H", "127.0.0.1",
              "-p", str(self.port)],
             stdout=out,
             stderr=subprocess.STDOUT,

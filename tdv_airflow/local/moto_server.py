@@ -1,4 +1,4 @@
-"""Start moto's server with one fidelity fix (used by :mod:`tdv_airflow.local_aws`).
+"""Start moto's server with one fidelity fix (used by :mod:`tdv_airflow.local.aws`).
 
 In moto 5.2, ``Ref`` to an ``AWS::Lambda::LayerVersion`` resolves to the Python object
 instead of the layer version's ARN, as AWS returns. A function that lists such a layer
@@ -24,7 +24,7 @@ def _patch_layer_version_ref() -> None:
 def main() -> None:
     """Run ``moto.server`` with the fix applied; arguments as ``moto_server``'s."""
     _patch_layer_version_ref()
-    from tdv_airflow._moto_api_keys import install as install_api_key_models
+    from tdv_airflow.local.fix_api_keys import install as install_api_key_models
 
     install_api_key_models()
     from moto.server import main as moto_main

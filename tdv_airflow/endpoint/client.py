@@ -12,13 +12,13 @@ The stack's ``EndpointAuth`` output says how ``POST /predict`` authenticates its
 Client side, :func:`call_endpoint` sends a request for any of the modes (the smoke test
 on AWS and the tests against ``tdv-local-run serve`` use it)::
 
-    from tdv_airflow.endpoint_client import call_endpoint
+    from tdv_airflow.endpoint.client import call_endpoint
     answer = call_endpoint(url, {"features": [[5.1, 3.5, 1.4, 0.2]]}, "iam",
                            session=boto3.Session(profile_name="ml"))
     answer.status, answer.json()
 
 Server side, :class:`EndpointAuthenticator` is what the local stand-in of the API
-(:mod:`tdv_airflow.local_server`) applies before a request reaches the function. What it
+(:mod:`tdv_airflow.local.server`) applies before a request reaches the function. What it
 verifies, exactly:
 
 - ``API_KEY``: the ``x-api-key`` header equals the stack's key (compared in constant
@@ -59,8 +59,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tdv_airflow.core.validation import ENDPOINT_AUTH_MODES, check_endpoint_auth
 from tdv_airflow.exceptions import TdvError
-from tdv_airflow.validation import ENDPOINT_AUTH_MODES, check_endpoint_auth
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,8 @@ class EndpointAuthError(TdvError):
 def _stack(clients: Any, stack: str | Mapping[str, Any]) -> Mapping[str, Any]:
     if not isinstance(stack, str):
         return stack
+    from tdv_airflow.core.stacks import describe
     from tdv_airflow.exceptions import StackNotFoundError
-    from tdv_airflow.stacks import describe
 
     found = describe(clients.cloudformation, stack)
     if found is None:
@@ -124,7 +124,7 @@ def api_key_value(clients: Any, stack: str | Mapping[str, Any]) -> str:
     ``apigateway:GetApiKey`` (``includeValue=True``), which the caller's identity needs
     (see ``docs/iam.md``). Keep the value out of logs and XCom.
 
-    :param clients: :class:`~tdv_airflow.auth.AwsClients` (or anything with a
+    :param clients: :class:`~tdv_airflow.core.clients.AwsClients` (or anything with a
         ``cloudformation`` and an ``apigateway`` client).
     :param stack: the stack's name, or its ``describe_stacks`` entry.
     :raises EndpointAuthError: when the stack has no API key.
@@ -255,7 +255,7 @@ def call_endpoint(
     elif mode == "api_key":
         if not api_key:
             raise EndpointAuthError("endpoint_auth 'api_key' needs api_key=...: read it with "
-                                    "tdv_airflow.endpoint_client.api_key_value(clients, stack)")
+                                    "tdv_airflow.endpoint.client.api_key_value(clients, stack)")
         request.headers["x-api-key"] = api_key
     prepared = request.prepare()
     http_request = urllib.request.Request(  # noqa: S310 - scheme checked above (http(s) only)
@@ -456,6 +456,6 @@ def _signature(credentials: Any, region: str, method: str, url: str,
 
 def _client_credentials(clients: Any) -> Any:
     """The frozen credentials the clients sign with (``None`` when there are none)."""
-    from tdv_airflow.local_run import _credentials
+    from tdv_airflow.local.run import _credentials
 
     return _credentials(clients)

@@ -1,5 +1,5 @@
 """A local stand-in for the deployed API: HTTP requests in, the deployed function's
-answers out (see :mod:`tdv_airflow.local_run`).
+answers out (see :mod:`tdv_airflow.local.run`).
 
 Routing follows the REST API of the shipped template: only ``POST /predict`` (also
 ``POST /{stage}/predict``, as in the real URL) reaches the function; any other path or
@@ -9,7 +9,7 @@ model stays loaded.
 
 Requests are authenticated as the deployed API would: the mode the stack was deployed
 with (its ``EndpointAuth``) is enforced by an
-:class:`~tdv_airflow.endpoint_client.EndpointAuthenticator` (``API_KEY``: the stack's key
+:class:`~tdv_airflow.endpoint.client.EndpointAuthenticator` (``API_KEY``: the stack's key
 in ``x-api-key``; ``AWS_IAM``: a well-formed SigV4 signature for ``execute-api``, verified
 when the signer's credentials are the server's own; ``NONE``: open). A refused request
 gets API Gateway's 403 and never reaches the function.
@@ -26,8 +26,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tdv_airflow.endpoint_client import EndpointAuthenticator
-from tdv_airflow.local_run import DeployedFunction, LocalFunction, api_gateway_event
+from tdv_airflow.endpoint.client import EndpointAuthenticator
+from tdv_airflow.local.run import DeployedFunction, LocalFunction, api_gateway_event
 
 log = logging.getLogger(__name__)
 
