@@ -40,14 +40,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.airflow.held_stack import deployment_template_with_hold  # noqa: E402
-from tests.distributed.api import FINISHED_RUN, AirflowApi  # noqa: E402
-from tests.distributed.test_celery_deployment import (  # noqa: E402
+from testkit.airflow_api import (  # noqa: E402
     DAG_ID,
+    FINISHED_RUN,
+    AirflowApi,
     check_per_version_mode,
     per_version_conf,
 )
-from tests.distributed.topology import Topology  # noqa: E402
+from testkit.held_stack import deployment_template_with_hold  # noqa: E402
+from testkit.topology import Topology  # noqa: E402
 
 #: Sensor states in which a sensor is still waiting for its stack.
 WAITING = frozenset({"running", "deferred", "up_for_reschedule", "queued", "scheduled"})

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "airflow"))  # the held-stack helper of the tests
+sys.path.insert(0, str(REPO))  # the harness shared with the tests
 
-from held_stack import create_held_stack, release  # noqa: E402
+from testkit.held_stack import create_held_stack, release  # noqa: E402
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 STACK = "tdv-bench"

@@ -1,17 +1,35 @@
-"""Shared fixtures: one real moto server per test session, reset between tests."""
+"""Fixtures shared by every test: one real moto server per session (reset between
+tests), clients on it, and a migrated Airflow home for ``airflow`` commands.
+
+Nothing here imports Airflow at collection time; the fixtures that need it import it
+when first used.
+"""
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tdv_airflow.local.aws import LocalAws
 
+REPO = Path(__file__).resolve().parents[1]
+DAGS = REPO / "dags"
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
 TEST_BUCKET = "tdv-test-bucket"
 REGION = "us-east-1"
+
+# Airflow reads its configuration when first imported: keep it out of ~/airflow.
+if "airflow" not in sys.modules:
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="tdv-airflow-home-")
+    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +69,82 @@ def s3(boto_session: Any, aws: LocalAws) -> Any:
 
 
 @pytest.fixture
+def cfn(boto_session: Any, aws: LocalAws) -> Any:
+    """A CloudFormation client on the emulator."""
+    return boto_session.client("cloudformation", endpoint_url=aws.endpoint_url)
+
+
+@pytest.fixture
 def bucket(s3: Any) -> str:
     """An empty bucket on the emulator."""
     s3.create_bucket(Bucket=TEST_BUCKET)
     return TEST_BUCKET
+
+
+@pytest.fixture
+def model_in_s3(s3: Any, bucket: str) -> Iterator[str]:
+    """A small pickled model in the test bucket; yields its key."""
+    import pickle
+
+    key = "models/test/model.pkl"
+    s3.put_object(Bucket=bucket, Key=key, Body=pickle.dumps({"weights": [1, 2, 3]}))
+    yield key
+
+
+@pytest.fixture(scope="session")
+def airflow_env(local_aws: LocalAws, tmp_path_factory: pytest.TempPathFactory
+                ) -> dict[str, str]:
+    """Environment of ``airflow`` commands: a migrated SQLite DB, the repo's dags/,
+    the emulator as ``aws_default``, one-second stack polls."""
+    home = tmp_path_factory.mktemp("airflow-home")
+    env = {
+        **os.environ,
+        **local_aws.environ(),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "TDV_POKE_INTERVAL": "1",
+    }
+    env.pop("AWS_PROFILE", None)
+    done = subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return env
+
+
+_READ_RUN = """
+import json, sys
+from sqlalchemy import select
+from airflow.models.dagrun import DagRun
+from airflow.models.taskinstance import TaskInstance
+from airflow.models.taskreschedule import TaskReschedule
+from airflow.models.xcom import XComModel
+from airflow.utils.session import create_session
+
+dag_id = sys.argv[1]
+with create_session() as s:
+    run = s.scalars(select(DagRun).where(DagRun.dag_id == dag_id)
+                    .order_by(DagRun.id.desc()).limit(1)).one()
+    xcoms = {f"{x.task_id}/{x.key}": x.value for x in s.scalars(
+        select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run.run_id))}
+    tis = {ti.task_id: {"state": str(ti.state), "try_number": ti.try_number,
+                        "reschedules": len(s.scalars(select(TaskReschedule)
+                                           .where(TaskReschedule.ti_id == ti.id)).all())}
+           for ti in s.scalars(select(TaskInstance).where(
+               TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id))}
+    print(json.dumps({"run_id": run.run_id, "state": str(run.state), "xcoms": xcoms,
+                      "tis": tis}, default=str))
+"""
+
+
+@pytest.fixture(scope="session")
+def read_last_run(airflow_env: dict[str, str]) -> Callable[[str], dict[str, Any]]:
+    """Read the latest run of a DAG back from the metadata DB: state, XComs, TIs."""
+
+    def read(dag_id: str) -> dict[str, Any]:
+        done = subprocess.run([sys.executable, "-c", _READ_RUN, dag_id], env=airflow_env,
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+    return read

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.compose_spec import ROOT, load, problems
+from testkit.compose_spec import ROOT, load, problems
 
 
 def test_the_compose_file_is_complete_and_consistent() -> None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.distributed.topology import Topology
+from testkit.topology import Topology
 
 #: Celery worker slots: fewer than the runs the test keeps waiting at once.
 WORKER_CONCURRENCY = 4

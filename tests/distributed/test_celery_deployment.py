@@ -27,14 +27,17 @@ from typing import Any
 import pytest
 
 from tdv_airflow.core.naming import model_version
-from tests.airflow.held_stack import deployment_template_with_hold
-from tests.distributed.api import FINISHED_RUN, AirflowApi
+from testkit.airflow_api import (
+    DAG_ID,
+    FINISHED_RUN,
+    AirflowApi,
+    check_per_version_mode,
+    per_version_conf,
+)
+from testkit.held_stack import deployment_template_with_hold
+from testkit.topology import Topology
 from tests.distributed.conftest import WORKER_CONCURRENCY
-from tests.distributed.topology import Topology
 
-DAG_ID = "retrain_and_deploy"
-#: The DAG's Param and value that give each model version its own stack.
-STACK_MODE_PARAM, PER_VERSION = "stack_mode", "per_version"
 TRIGGER_CLASSPATH = "tdv_airflow.triggers.deployment.StackStatusTrigger"
 #: The backfill: five nightly runs (the schedule is 02:00 UTC) from the DAG's start date.
 BACKFILL_FROM = datetime(2025, 1, 1, tzinfo=UTC)
@@ -61,20 +64,6 @@ class Observed:
     deferred: dict[str, dict[str, Any]] = field(default_factory=dict)
     released: dict[str, str] = field(default_factory=dict)
     most_backfill_deferred: int = 0
-
-
-def check_per_version_mode(dag: dict[str, Any]) -> None:
-    """Fail unless the DAG (as ``GET /dags/{id}/details`` shows it) offers per-version stacks."""
-    param = dag["params"].get(STACK_MODE_PARAM) or {}
-    assert PER_VERSION in (param.get("schema") or {}).get("enum", []), (
-        f"the example DAG offers no {STACK_MODE_PARAM}={PER_VERSION!r} (one stack per model "
-        f"version); its Params: {dag['params']}")
-
-
-def per_version_conf(template: Path, keep_versions: int) -> dict[str, Any]:
-    """Run conf: one stack per version, held by ``template``, ``keep_versions`` kept."""
-    return {"template_path": str(template), STACK_MODE_PARAM: PER_VERSION,
-            "keep_versions": keep_versions}
 
 
 def _expected_version(run: dict[str, Any]) -> str:

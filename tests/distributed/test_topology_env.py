@@ -7,8 +7,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.compose_spec import SHARED_ENV, airflow_env
-from tests.distributed.topology import (
+from testkit.compose_spec import SHARED_ENV, airflow_env
+from testkit.topology import (
     TopologyError,
     interpolate,
     native_env,

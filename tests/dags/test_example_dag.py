@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import AIRFLOW, DAGS
-from held_stack import Releaser, deployment_template_with_hold
+
+from testkit.held_stack import Releaser, deployment_template_with_hold
+from tests.conftest import AIRFLOW, DAGS
 
 DAG_ID = "retrain_and_deploy"
 DAG_FILE = DAGS / "retrain_and_deploy.py"

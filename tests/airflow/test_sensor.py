@@ -8,15 +8,15 @@ import time
 from typing import Any
 
 import pytest
-import stubbed_stacks
 from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException, TaskDeferred
 from botocore.stub import Stubber
-from held_stack import create_held_stack, release
 
 from tdv_airflow.exceptions import StackFailedError, StackNotFoundError, StackTimeoutError
 from tdv_airflow.sensors import StackStatusSensor
 from tdv_airflow.triggers import StackStatusTrigger
 from tdv_airflow.triggers.deployment import result_from_event
+from testkit import stubbed_stacks
+from testkit.held_stack import create_held_stack, release
 
 #: Every status that must fail the sensor at once.
 FAILURE_STATES = [

@@ -5,17 +5,14 @@ from __future__ import annotations
 import base64
 import collections
 import json
-import sys
 import warnings
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import lambda_fixtures as lf  # noqa: E402
+from testkit import lambda_fixtures as lf
 
 MAX_BODY = 512
 CLIENT_STATUSES = {200, 400, 405, 413, 422}

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import lambda_fixtures as lf  # noqa: E402
+from testkit import lambda_fixtures as lf
 
 ACCESS_LOGGER = "lbd_request_processor.access"
 

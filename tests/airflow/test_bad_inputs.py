@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from tdv_airflow.exceptions import InvalidInputError
+from testkit.aws_state import all_objects, live_stacks
 from tests.conftest import TEST_BUCKET
-from tests.lifecycle.conftest import all_objects, live_stacks
 
 MODEL_KEY = "models/iris/v1/model.pkl"
 _GENERATOR = (i for i in range(3))

@@ -20,7 +20,7 @@ from tdv_airflow.local.aws import LocalAws
 from tdv_airflow.local.run import LocalFunction
 from tdv_airflow.local.server import serve_in_thread
 
-from .helpers import REGION, make_deploy, put_model
+from testkit.models import REGION, make_deploy, put_model
 
 #: prepare's key of each artifact kind.
 KEYS = {"layer": "s3_layer_key", "prepro_fn": "s3_prepro_fn_location",

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.lifecycle.conftest import AIRFLOW, live_stacks, model_keys_of_stacks
+from testkit.aws_state import live_stacks, model_keys_of_stacks
+from tests.conftest import AIRFLOW
 
 DAG_ID = "retrain_and_deploy"
 pytestmark = pytest.mark.e2e

@@ -41,7 +41,7 @@ from tdv_airflow.core.iam import (
 )
 from tdv_airflow.local.aws import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, LocalAws
 
-from .helpers import MODEL_KEY, REGION, access_denied, make_deploy, put_model
+from testkit.models import MODEL_KEY, REGION, access_denied, make_deploy, put_model
 
 ACCOUNT = "123456789012"
 SERVICE_ROLE = "tdv-cfn-deployer"

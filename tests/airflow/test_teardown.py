@@ -11,7 +11,7 @@ from botocore.stub import Stubber
 from tdv_airflow.core.retention import DEPLOYMENT_TAG, retire
 from tdv_airflow.exceptions import StackFailedError
 from tdv_airflow.operators import DeleteStackOperator
-from tests.lifecycle.conftest import live_stacks
+from testkit.aws_state import live_stacks
 
 TEMPLATE = '{"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}}'
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-LAMBDA_SRC = Path(__file__).resolve().parents[2] / "lambda_src"
+LAMBDA_SRC = Path(__file__).resolve().parents[1] / "lambda_src"
 MODEL_KEY = "models/iris/model.pkl"
 PREPRO_KEY = "prepro/iris/prepro_fn.pkl"
 

@@ -20,7 +20,7 @@ import pytest
 
 from tdv_airflow.exceptions import AwsUnreachableError
 from tdv_airflow.local.aws import LocalAws
-from tests.lifecycle.conftest import all_objects, live_stacks
+from testkit.aws_state import all_objects, live_stacks
 
 #: Short timeouts, one attempt: a frozen endpoint fails the call within seconds.
 FAST_FAIL = {"connect_timeout": 1, "read_timeout": 2, "retries": {"max_attempts": 1}}

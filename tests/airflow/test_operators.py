@@ -11,8 +11,6 @@ from typing import Any
 import pytest
 from airflow.sdk import DAG
 from airflow.sdk.exceptions import TaskDeferred
-from held_stack import deployment_template_with_hold, release
-from task_context import FakeTaskInstance
 
 from tdv_airflow.core.naming import client_request_token
 from tdv_airflow.core.stacks import FINGERPRINT_TAG, tags_of
@@ -20,6 +18,8 @@ from tdv_airflow.exceptions import InvalidInputError
 from tdv_airflow.operators import CreateStackOperator, PrepareDeploymentOperator
 from tdv_airflow.sensors import StackStatusSensor
 from tdv_airflow.triggers import StackStatusTrigger
+from testkit.held_stack import deployment_template_with_hold, release
+from testkit.task_context import FakeTaskInstance
 
 
 def double(payload: Any) -> list[float]:

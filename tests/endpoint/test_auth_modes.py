@@ -33,7 +33,7 @@ from tdv_airflow.local.aws import LocalAws, free_port
 from tdv_airflow.local.run import LocalFunction
 from tdv_airflow.local.server import serve_in_thread
 
-from .helpers import REGION, make_deploy, put_model
+from testkit.models import REGION, make_deploy, put_model
 
 BUCKET = "tdv-sec-auth-modes"
 PAYLOAD = {"rows": [[1, 2, 3], [4, 5, 6]]}

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from tdv_airflow.local.aws import free_port
-from tests.lifecycle.conftest import AIRFLOW, DAGS, live_stacks, model_keys_of_stacks
+from testkit.aws_state import live_stacks, model_keys_of_stacks
+from tests.conftest import AIRFLOW, DAGS
 
 DAG_ID = "retrain_and_deploy"
 pytestmark = pytest.mark.e2e

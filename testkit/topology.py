@@ -50,9 +50,9 @@ from typing import Any
 from urllib.parse import quote
 
 from tdv_airflow.local.aws import LocalAws, free_port
-from tests.compose_spec import ROOT
-from tests.compose_spec import airflow_env as compose_airflow_env
-from tests.compose_spec import load as load_compose
+from testkit.compose_spec import ROOT
+from testkit.compose_spec import airflow_env as compose_airflow_env
+from testkit.compose_spec import load as load_compose
 
 BIN = Path(sys.executable).parent
 AIRFLOW = str(BIN / "airflow")
