@@ -19,7 +19,6 @@ from tdv_airflow.endpoint.client import EndpointAuthenticator, api_key_value, ca
 from tdv_airflow.local.aws import LocalAws
 from tdv_airflow.local.run import LocalFunction
 from tdv_airflow.local.server import serve_in_thread
-
 from testkit.models import REGION, make_deploy, put_model
 
 #: prepare's key of each artifact kind.

@@ -40,7 +40,6 @@ from tdv_airflow.core.iam import (
     cloudformation_service_role_trust_policy,
 )
 from tdv_airflow.local.aws import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, LocalAws
-
 from testkit.models import MODEL_KEY, REGION, access_denied, make_deploy, put_model
 
 ACCOUNT = "123456789012"

@@ -32,7 +32,6 @@ from tdv_airflow.exceptions import InvalidInputError
 from tdv_airflow.local.aws import LocalAws, free_port
 from tdv_airflow.local.run import LocalFunction
 from tdv_airflow.local.server import serve_in_thread
-
 from testkit.models import REGION, make_deploy, put_model
 
 BUCKET = "tdv-sec-auth-modes"
