@@ -87,6 +87,23 @@ class AwsClients:
 
         return cls(factory, region_name)
 
+    @property
+    def emulator_endpoint(self) -> str | None:
+        """The clients' endpoint when it is not AWS (the embedded AWS, or any emulator),
+        ``None`` on AWS. The one place that tells the two apart.
+        """
+        return emulator_endpoint(self.s3.meta.endpoint_url)
+
+    def credentials(self) -> Any:
+        """The frozen credentials the clients sign with (``None`` when there are none)."""
+        signer = getattr(self.s3, "_request_signer", None)
+        creds = getattr(signer, "_credentials", None)
+        if creds is None:
+            import boto3
+
+            creds = boto3.Session().get_credentials()
+        return creds.get_frozen_credentials() if creds is not None else None
+
     @cached_property
     def s3(self) -> Any:
         """The S3 client."""
@@ -106,3 +123,21 @@ class AwsClients:
     def lambda_(self) -> Any:
         """The Lambda client."""
         return self._factory("lambda")
+
+
+#: Host name endings of AWS's own endpoints (commercial, China, dual-stack).
+AWS_HOST_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
+
+
+def emulator_endpoint(endpoint_url: str | None) -> str | None:
+    """``endpoint_url`` when it points somewhere other than AWS (127.0.0.1, the Compose
+    file's ``local-aws`` service ...), ``None`` for AWS itself or no endpoint at all.
+
+    :param endpoint_url: a client's (or an Airflow connection's) endpoint URL.
+    """
+    from urllib.parse import urlsplit
+
+    host = urlsplit(str(endpoint_url or "")).hostname or ""
+    if not host or host.endswith(AWS_HOST_SUFFIXES):
+        return None
+    return str(endpoint_url)
