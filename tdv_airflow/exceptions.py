@@ -57,6 +57,18 @@ class StackTimeoutError(TdvError):
     """The stack did not reach a final state in the time allowed."""
 
 
+class LocalRunError(TdvError):
+    """The deployed function cannot be found, fetched, verified or started locally."""
+
+
+class EndpointAuthError(TdvError):
+    """An endpoint cannot be called or served as its authentication mode needs."""
+
+
+class EndpointCheckError(TdvError):
+    """A deployed endpoint answered a test request wrongly (status or predictions)."""
+
+
 class LocalAwsError(TdvError):
     """The embedded local AWS (moto server) could not be started or reached."""
 

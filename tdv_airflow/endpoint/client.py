@@ -60,7 +60,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tdv_airflow.core.validation import ENDPOINT_AUTH_MODES, check_endpoint_auth
-from tdv_airflow.exceptions import TdvError
+from tdv_airflow.exceptions import EndpointAuthError
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,6 @@ _HOST_RE = re.compile(r"^[a-z0-9]+\.execute-api\.(?P<region>[a-z0-9-]+)\.amazona
 _AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 _TEMPLATE_TO_MODE = {value: mode for mode, value in ENDPOINT_AUTH_MODES.items()}
 
-
-class EndpointAuthError(TdvError):
-    """An endpoint cannot be called or served as its authentication mode needs."""
 
 
 # ------------------------------------------------------------------ the stack's mode

@@ -67,7 +67,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from tdv_airflow.core.clients import AwsClients
-from tdv_airflow.exceptions import StackNotFoundError, TdvError
+from tdv_airflow.exceptions import LocalRunError, StackNotFoundError, TdvError
 
 log = logging.getLogger(__name__)
 function_log = logging.getLogger("tdv_airflow.local.run.function")
@@ -81,9 +81,6 @@ _AWS_HOST_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
 _PASS_THROUGH_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
                      "no_proxy", "AWS_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
 
-
-class LocalRunError(TdvError):
-    """The deployed function cannot be found, fetched, verified or started locally."""
 
 
 def default_workdir() -> Path:
