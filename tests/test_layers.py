@@ -26,8 +26,9 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
     :param root: a folder holding ``pyproject.toml`` and the ``tdv_airflow`` package.
     """
     env = {**os.environ, "PYTHONPATH": str(root)}
-    return subprocess.run([LINT_IMPORTS, str(root / "pyproject.toml"), "--no-cache"], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run([LINT_IMPORTS, str(root / "pyproject.toml"), "--no-cache"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
 
 
 def test_the_package_keeps_every_contract() -> None:
