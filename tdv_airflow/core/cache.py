@@ -23,7 +23,8 @@ def cache_dir(kind: str) -> Path:
     :raises InvalidInputError: when ``kind`` is empty or not a single path segment.
     """
     if not kind or kind in {".", ".."} or "/" in kind or "\\" in kind:
-        raise InvalidInputError(f"cache kind must be one folder name such as 'layers', got {kind!r}")
+        raise InvalidInputError(
+            f"cache kind must be one folder name such as 'layers', got {kind!r}")
     own = KIND_ENV_VARS.get(kind)
     if own and os.environ.get(own):
         return Path(os.environ[own])
