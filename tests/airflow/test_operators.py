@@ -257,7 +257,7 @@ def test_create_recreates_a_stack_left_in_rollback_complete(
         prepared: dict[str, Any], task_context: Any, caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
-    import stubbed_stacks
+    from testkit import stubbed_stacks
     from botocore.stub import Stubber
 
     from tdv_airflow.hooks import TdvDeploymentHook
