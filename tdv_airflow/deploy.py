@@ -14,13 +14,13 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from tdv_airflow.core import deployment, stacks
 from tdv_airflow.core.clients import AwsClients, UserAwsAuth
+from tdv_airflow.core.naming import stack_name_from
 from tdv_airflow.core.pickling import resolve_callable
 from tdv_airflow.core.validation import (
     check_endpoint_auth,
@@ -34,15 +34,6 @@ from tdv_airflow.exceptions import StackNotFoundError
 log = logging.getLogger(__name__)
 
 __all__ = ["Deploy", "UserAwsAuth"]
-
-
-def default_stack_name(model_s3_key: str) -> str:
-    """``tdv-`` and the model key's letters and digits, e.g. ``tdv-iris-v3-model-pkl``.
-
-    :param model_s3_key: the model key.
-    """
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", model_s3_key).strip("-")
-    return f"tdv-{slug}"[:128].rstrip("-")
 
 
 class Deploy:
@@ -61,7 +52,8 @@ class Deploy:
     :param workdir: a folder where a copy of each built artifact is written (for
         inspection); nothing is written when ``None``.
     :param region: the AWS region.
-    :param stack_name: the stack name (default: derived from ``model_s3_key``).
+    :param stack_name: the stack name (default: ``tdv-`` and the letters and digits of
+        ``model_s3_key``, e.g. ``tdv-iris-v3-model-pkl``).
     :param s3_prefix: prefix of the artifact keys.
     :param poll_interval: seconds between status polls in synchronous mode.
     :param max_attempts: polls before synchronous mode gives up.
@@ -113,7 +105,7 @@ class Deploy:
         self.layer_zip_local_path = layer_zip_local_path
         self.workdir = Path(workdir) if workdir else None
         self.region = check_region(region, "region")
-        self.stack_name = check_stack_name(stack_name or default_stack_name(model_s3_key))
+        self.stack_name = check_stack_name(stack_name or stack_name_from("tdv", model_s3_key))
         self.s3_prefix = s3_prefix
         self.poll_interval = poll_interval
         self.max_attempts = max_attempts
@@ -166,9 +158,9 @@ class Deploy:
         :param stack_name: overrides the instance's stack name.
         """
         mode = check_invoke_mode(invoke_mode)
-        name = check_stack_name(stack_name or self.stack_name)
         created = deployment.create_stack(
-            self.clients, prepare_env_response, name, parameters=self.stack_parameters,
+            self.clients, prepare_env_response, stack_name or self.stack_name,
+            parameters=self.stack_parameters,
             poll_interval=self.poll_interval, endpoint_auth=self.endpoint_auth,
             role_arn=self.role_arn)
         if mode == 1:

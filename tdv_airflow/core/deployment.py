@@ -26,6 +26,7 @@ from tdv_airflow.core.validation import (
     check_bucket_name,
     check_callable,
     check_endpoint_auth,
+    check_on_exists,
     check_role_arn,
     check_s3_key,
     check_stack_name,
@@ -289,6 +290,7 @@ def create_stack(
         ``operation``).
     """
     check_stack_name(stack_name)
+    check_on_exists(on_exists)
     check_role_arn(role_arn)
     response = check_prepare_response(prepare_response)
     params = stack_parameters(response, stack_name, parameters, endpoint_auth=endpoint_auth)

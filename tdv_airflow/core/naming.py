@@ -16,9 +16,8 @@ from typing import Any
 from tdv_airflow.core.validation import check_stack_name
 from tdv_airflow.exceptions import InvalidInputError
 
-#: CloudFormation's longest stack name, and its ``ClientRequestToken`` limit.
+#: CloudFormation's longest stack name.
 MAX_STACK_NAME = 128
-MAX_TOKEN = 128
 _NOT_NAME_CHARS = re.compile(r"[^A-Za-z0-9]+")
 _VERSION_FORMAT = "%Y%m%dT%H%M%S"
 

@@ -1,25 +1,20 @@
 """Teardown and retention of deployment stacks.
 
-``teardown`` deletes a stack and waits, treats an absent stack as success, retries a
-DELETE_FAILED once and then fails naming the resources left behind. ``retired_stacks``
-picks the per-version stacks to delete so that only the newest N remain.
+:func:`teardown` deletes a stack and waits, treats an absent stack as success, retries a
+DELETE_FAILED once and then fails naming the resources left behind. :func:`retire`
+deletes the per-version stacks of a deployment (:func:`deployment_stacks`) so that only
+the newest N remain.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from tdv_airflow.core.stacks import describe
-from tdv_airflow.exceptions import (
-    AwsUnreachableError,
-    InvalidInputError,
-    StackFailedError,
-    StackTimeoutError,
-)
+from tdv_airflow.core.stacks import delete_and_wait, describe, tags_of
+from tdv_airflow.exceptions import AwsUnreachableError, InvalidInputError, StackFailedError
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +22,7 @@ log = logging.getLogger(__name__)
 DEPLOYMENT_TAG = "tdv-airflow:deployment"
 
 
-def _resources_left(cfn: Any, stack_id: str) -> list[str]:
+def resources_left(cfn: Any, stack_id: str) -> list[str]:
     """The resources of a stack not yet deleted, one line each (logical id, type,
     physical id, reason).
 
@@ -41,22 +36,6 @@ def _resources_left(cfn: Any, stack_id: str) -> list[str]:
     return [f"{r['LogicalResourceId']} ({r['ResourceType']}, {r.get('PhysicalResourceId')}): "
             f"{r.get('ResourceStatusReason', r['ResourceStatus'])}"
             for r in resources if r["ResourceStatus"] != "DELETE_COMPLETE"]
-
-
-def _delete_once(cfn: Any, stack_id: str, poll_interval: float, max_attempts: int) -> str:
-    """Ask for the delete and poll; returns DELETE_COMPLETE or DELETE_FAILED."""
-    cfn.delete_stack(StackName=stack_id)
-    for _ in range(max_attempts):
-        stack = describe(cfn, stack_id)
-        status = "DELETE_COMPLETE" if stack is None else stack["StackStatus"]
-        if status in {"DELETE_COMPLETE", "DELETE_FAILED"}:
-            return status
-        time.sleep(poll_interval)
-    raise StackTimeoutError(f"stack {stack_id!r} was not deleted after {max_attempts} polls "
-                            f"{poll_interval} s apart")
-
-
-resources_left = _resources_left
 
 
 def teardown(cfn: Any, stack_name: str, poll_interval: float = 5.0,
@@ -77,11 +56,11 @@ def teardown(cfn: Any, stack_name: str, poll_interval: float = 5.0,
         return {"stack_name": stack_name, "deleted": False, "stack_status": "DELETE_COMPLETE"}
     stack_id = stack["StackId"]
     for attempt in (1, 2):
-        status = _delete_once(cfn, stack_id, poll_interval, max_attempts)
-        if status == "DELETE_COMPLETE":
-            return {"stack_name": stack_name, "deleted": True, "stack_status": status}
+        if delete_and_wait(cfn, stack_id, poll_interval, max_attempts) is None:
+            return {"stack_name": stack_name, "deleted": True,
+                    "stack_status": "DELETE_COMPLETE"}
         log.warning("delete of stack %s failed (attempt %d of 2)", stack_name, attempt)
-    left = _resources_left(cfn, stack_id)
+    left = resources_left(cfn, stack_id)
     raise StackFailedError(stack_name, "DELETE_FAILED", "deleted twice without success",
                            "; ".join(left) or None)
 
@@ -100,21 +79,9 @@ def deployment_stacks(cfn: Any, deployment: str) -> list[Mapping[str, Any]]:
     found = [
         s for s in _all_stacks(cfn)
         if s["StackStatus"] != "DELETE_COMPLETE"
-        and {t["Key"]: t["Value"] for t in s.get("Tags") or []}.get(DEPLOYMENT_TAG) == deployment
+        and tags_of(s).get(DEPLOYMENT_TAG) == deployment
     ]
     return sorted(found, key=lambda s: (s["CreationTime"], s["StackName"]), reverse=True)
-
-
-def retired_stacks(cfn: Any, deployment: str, keep: int) -> list[str]:
-    """Names of the stacks of ``deployment`` beyond the newest ``keep``.
-
-    :param cfn: a boto3 CloudFormation client.
-    :param deployment: the value of the ``tdv-airflow:deployment`` tag.
-    :param keep: how many of the newest stacks to keep (at least 1).
-    """
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-        raise InvalidInputError(f"keep must be a whole number of stacks >= 1, got {keep!r}")
-    return [s["StackName"] for s in deployment_stacks(cfn, deployment)[keep:]]
 
 
 def retire(cfn: Any, deployment: str, keep: int, poll_interval: float = 5.0,

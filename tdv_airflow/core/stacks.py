@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from tdv_airflow.exceptions import (
-    InvalidInputError,
     StackExistsError,
     StackFailedError,
     StackNotFoundError,
@@ -23,8 +22,6 @@ from tdv_airflow.exceptions import (
 log = logging.getLogger(__name__)
 
 State = Literal["success", "in_progress", "failed"]
-OnExists = Literal["update", "skip", "fail"]
-ON_EXISTS_CHOICES: tuple[str, ...] = ("update", "skip", "fail")
 
 SUCCESS_STATES = frozenset({"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"})
 #: States where a stack is stable and may be updated (an update that rolled back left
@@ -85,7 +82,7 @@ def outputs_of(stack: Mapping[str, Any]) -> dict[str, str]:
 
     :param stack: a ``describe_stacks`` entry.
     """
-    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs") or []}
+    return {o["OutputKey"]: o.get("OutputValue", "") for o in stack.get("Outputs") or []}
 
 
 def first_failed_event(cfn: Any, stack_name: str) -> str | None:
@@ -164,19 +161,27 @@ def wait_for_stack(
                             f"{max_attempts} polls {poll_interval} s apart")
 
 
-def _delete_and_wait(cfn: Any, stack: Mapping[str, Any], poll_interval: float) -> None:
-    stack_id = stack["StackId"]
+def delete_and_wait(cfn: Any, stack_id: str, poll_interval: float = 5.0,
+                    max_attempts: int = 720) -> dict[str, Any] | None:
+    """Ask CloudFormation to delete a stack, then poll until it is gone or the delete failed.
+
+    :param cfn: a boto3 CloudFormation client.
+    :param stack_id: the stack id (a name would match a newer stack of that name).
+    :param poll_interval: seconds between polls.
+    :param max_attempts: polls before giving up.
+    :returns: ``None`` when the stack is gone; its description when it is DELETE_FAILED.
+    :raises StackTimeoutError: when neither happens in ``max_attempts`` polls.
+    """
     cfn.delete_stack(StackName=stack_id)
-    for _ in range(720):
-        current = describe(cfn, stack_id)
-        if current is None or current["StackStatus"] == "DELETE_COMPLETE":
-            return
-        if current["StackStatus"] == "DELETE_FAILED":
-            raise StackFailedError(stack["StackName"], "DELETE_FAILED",
-                                   current.get("StackStatusReason"),
-                                   first_failed_event(cfn, stack_id))
+    for _ in range(max_attempts):
+        stack = describe(cfn, stack_id)
+        if stack is None or stack["StackStatus"] == "DELETE_COMPLETE":
+            return None
+        if stack["StackStatus"] == "DELETE_FAILED":
+            return stack
         time.sleep(poll_interval)
-    raise StackTimeoutError(f"stack {stack['StackName']!r} was not deleted in time")
+    raise StackTimeoutError(f"stack {stack_id!r} was not deleted after {max_attempts} polls "
+                            f"{poll_interval} s apart")
 
 
 def create_or_update(
@@ -201,7 +206,8 @@ def create_or_update(
     :param template_url: the template's HTTPS S3 URL.
     :param parameters: CloudFormation parameters.
     :param tags: tags for the stack and its resources.
-    :param on_exists: ``"update"`` (default), ``"skip"`` or ``"fail"``.
+    :param on_exists: ``"update"`` (default), ``"skip"`` or ``"fail"`` (already checked,
+        see :func:`tdv_airflow.core.validation.check_on_exists`).
     :param client_request_token: idempotency token for the create/update call.
     :param poll_interval: seconds between polls while waiting for a stack in progress.
     :param role_arn: a CloudFormation service role (``RoleARN``) that creates and updates
@@ -209,9 +215,6 @@ def create_or_update(
     :returns: the create contract plus ``operation`` (created, updated, unchanged,
         skipped or recreated).
     """
-    if on_exists not in ON_EXISTS_CHOICES:
-        raise InvalidInputError(f"invalid on_exists {on_exists!r}: expected one of "
-                                f"{list(ON_EXISTS_CHOICES)}")
     args: dict[str, Any] = {
         "StackName": stack_name, "TemplateURL": template_url, "Parameters": list(parameters),
         "Capabilities": CAPABILITIES,
@@ -234,7 +237,10 @@ def create_or_update(
     if stack is not None and stack["StackStatus"] in DEAD_END_STATES:
         log.warning("!!! stack %s is %s, from which CloudFormation allows only a delete: "
                     "DELETING it and creating it again", stack_name, stack["StackStatus"])
-        _delete_and_wait(cfn, stack, poll_interval)
+        failed = delete_and_wait(cfn, stack["StackId"], poll_interval)
+        if failed is not None:
+            raise StackFailedError(stack_name, "DELETE_FAILED", failed.get("StackStatusReason"),
+                                   first_failed_event(cfn, stack["StackId"]))
         stack, operation = None, "recreated"
     if stack is None:
         stack_id = cfn.create_stack(**args, **token(operation), OnFailure="ROLLBACK")["StackId"]
@@ -254,21 +260,6 @@ def create_or_update(
         log.info("stack %s already matches this template and parameters", stack_name)
         return {**summary(stack), "operation": "unchanged"}
     return {**summary(describe(cfn, stack_name) or {}), "operation": "updated"}
-
-
-def delete(cfn: Any, stack_name: str, poll_interval: float = 5.0) -> bool:
-    """Delete the stack and wait; an absent stack counts as success.
-
-    :param cfn: a boto3 CloudFormation client.
-    :param stack_name: the stack name.
-    :param poll_interval: seconds between polls.
-    :returns: whether a stack was deleted.
-    """
-    stack = describe(cfn, stack_name)
-    if stack is None:
-        return False
-    _delete_and_wait(cfn, stack, poll_interval)
-    return True
 
 
 #: The stack tag holding :func:`fingerprint` of the template, parameters and tags last

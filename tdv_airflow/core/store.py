@@ -51,6 +51,31 @@ def check_bucket(s3: Any, bucket: str) -> None:
         raise
 
 
+def _is_missing(exc: Exception) -> bool:
+    """Whether an S3 error says the object (or key) does not exist."""
+    return _error_code(exc) in {"404", "NoSuchKey", "NotFound"}
+
+
+def object_exists(s3: Any, bucket: str, key: str) -> bool:
+    """Whether ``s3://bucket/key`` exists.
+
+    :param s3: a boto3 S3 client.
+    :param bucket: the bucket.
+    :param key: the object key.
+    :returns: ``False`` when S3 answers 404 (a HEAD answer has no body, so a missing
+        bucket looks the same as a missing key).
+    :raises botocore.exceptions.ClientError: on any other error (e.g. 403 access denied),
+        which must not pass for "not there yet".
+    """
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except s3.exceptions.ClientError as exc:
+        if _is_missing(exc):
+            return False
+        raise
+    return True
+
+
 def object_sha256(s3: Any, bucket: str, key: str, what: str = "model_s3_key") -> str:
     """SHA-256 (hex) of an object already in S3.
 
@@ -66,7 +91,7 @@ def object_sha256(s3: Any, bucket: str, key: str, what: str = "model_s3_key") ->
     try:
         head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     except s3.exceptions.ClientError as exc:
-        if _error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
+        if _is_missing(exc):
             raise InvalidInputError(
                 f"{what} {key!r} does not exist in bucket {bucket!r}; expected the key the "
                 "training task wrote"
@@ -98,7 +123,7 @@ def upload_artifact(s3: Any, bucket: str, prefix: str, artifact: Artifact) -> tu
         if head.get("Metadata", {}).get("sha256") == artifact.sha256:
             return key, False
     except s3.exceptions.ClientError as exc:
-        if _error_code(exc) not in {"404", "NoSuchKey", "NotFound"}:
+        if not _is_missing(exc):
             raise ArtifactError(f"cannot check s3://{bucket}/{key}: {exc}") from exc
     try:
         s3.put_object(

@@ -106,6 +106,25 @@ def lambda_runtime(version: tuple[int, int] | None = None) -> str:
         ) from None
 
 
+#: What to do when the stack already exists: bring it to the new template and
+#: parameters, leave it as it is, or fail.
+ON_EXISTS_CHOICES: tuple[str, ...] = ("update", "skip", "fail")
+
+
+def check_on_exists(on_exists: Any) -> str:
+    """Return ``on_exists`` if it is ``"update"``, ``"skip"`` or ``"fail"``.
+
+    :param on_exists: the candidate choice.
+    :raises InvalidInputError: for anything else.
+    """
+    if not isinstance(on_exists, str) or on_exists not in ON_EXISTS_CHOICES:
+        raise InvalidInputError(
+            f"invalid on_exists {on_exists!r}: expected one of {list(ON_EXISTS_CHOICES)} "
+            "('update' brings an existing stack to this deployment, 'skip' leaves it as it "
+            "is, 'fail' stops)")
+    return on_exists
+
+
 def check_invoke_mode(invoke_mode: Any) -> int:
     """Return ``invoke_mode`` if it is 0 (synchronous) or 1 (asynchronous).
 

@@ -8,15 +8,10 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from tdv_airflow.core.retention import DEPLOYMENT_TAG, retired_stacks, teardown
+from tdv_airflow.core.retention import DEPLOYMENT_TAG, deployment_stacks, retire, teardown
 from tdv_airflow.exceptions import InvalidInputError, StackFailedError
 
 TEMPLATE = '{"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}}'
-
-
-@pytest.fixture
-def cfn(boto_session: Any, aws: Any) -> Any:
-    return boto_session.client("cloudformation", endpoint_url=aws.endpoint_url)
 
 
 def _create(cfn: Any, name: str, deployment: str) -> None:
@@ -37,10 +32,16 @@ def test_retention_keeps_the_newest(cfn: Any) -> None:
     for i in range(5):
         _create(cfn, f"tdv-iris-v{i}", "iris")
     _create(cfn, "tdv-other-v0", "other")
-    assert retired_stacks(cfn, "iris", keep=2) == ["tdv-iris-v2", "tdv-iris-v1", "tdv-iris-v0"]
-    assert retired_stacks(cfn, "iris", keep=9) == []
+    assert [s["StackName"] for s in deployment_stacks(cfn, "iris")] == [
+        "tdv-iris-v4", "tdv-iris-v3", "tdv-iris-v2", "tdv-iris-v1", "tdv-iris-v0"]
+    assert retire(cfn, "iris", keep=9, poll_interval=0.1) == []
     with pytest.raises(InvalidInputError, match="keep must be a whole number of stacks >= 1"):
-        retired_stacks(cfn, "iris", keep=0)
+        retire(cfn, "iris", keep=0)
+    assert retire(cfn, "iris", keep=2, poll_interval=0.1) == [
+        "tdv-iris-v2", "tdv-iris-v1", "tdv-iris-v0"]
+    assert [s["StackName"] for s in deployment_stacks(cfn, "iris")] == [
+        "tdv-iris-v4", "tdv-iris-v3"]
+    assert [s["StackName"] for s in deployment_stacks(cfn, "other")] == ["tdv-other-v0"]
 
 
 def _stack(status: str) -> dict[str, Any]:
