@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -127,21 +126,3 @@ class AirflowApi:
         """Close the HTTP connections."""
         self.client.close()
 
-
-#: The example DAG, and the Param and value that give each model version its own stack.
-DAG_ID = "retrain_and_deploy"
-STACK_MODE_PARAM, PER_VERSION = "stack_mode", "per_version"
-
-
-def check_per_version_mode(dag: dict[str, Any]) -> None:
-    """Fail unless the DAG (as ``GET /dags/{id}/details`` shows it) offers per-version stacks."""
-    param = dag["params"].get(STACK_MODE_PARAM) or {}
-    assert PER_VERSION in (param.get("schema") or {}).get("enum", []), (
-        f"the example DAG offers no {STACK_MODE_PARAM}={PER_VERSION!r} (one stack per model "
-        f"version); its Params: {dag['params']}")
-
-
-def per_version_conf(template: Path, keep_versions: int) -> dict[str, Any]:
-    """Run conf: one stack per version, held by ``template``, ``keep_versions`` kept."""
-    return {"template_path": str(template), STACK_MODE_PARAM: PER_VERSION,
-            "keep_versions": keep_versions}

@@ -2,11 +2,12 @@
 
 :func:`problems` lists what is wrong with a parsed Compose file; the tests assert it is
 empty for the real file and that it catches each kind of breakage. :func:`airflow_env`
-gives the settings the native distributed test reuses.
+and :func:`local_bucket` give the settings the native distributed test reuses.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 import tomllib
 from pathlib import Path
@@ -16,6 +17,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
+EXAMPLE_DAG = Path("dags") / "retrain_and_deploy.py"
+#: The airflow-init setting naming the bucket it creates on the emulator.
+BUCKET_VAR = "TDV_LOCAL_BUCKET"
 
 #: Airflow service -> the command it must run.
 AIRFLOW_SERVICES = {
@@ -107,6 +111,10 @@ def problems(spec: dict[str, Any], root: Path = ROOT) -> list[str]:
                       ("AIRFLOW_CONN_AWS_DEFAULT", "local-aws")]:
         if host not in str(env.get(key, "")):
             found.append(f"{key} does not point at the {host.strip('@:')} service")
+    if str(env.get("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "")).lower() != "true":
+        found.append("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE is not true: the sensors would "
+                     "hold worker slots instead of deferring to the triggerer")
+    found += _bucket_problems(services, root)
     first_build = next((s.get("build") for s in present if s.get("build")), None)
     if first_build:
         context = root / first_build.get("context", ".")
@@ -114,6 +122,44 @@ def problems(spec: dict[str, Any], root: Path = ROOT) -> list[str]:
         if dockerfile.is_file():
             found += _dockerfile_problems(dockerfile, context)
     return found
+
+
+def param_default(dag_file: Path, name: str) -> Any:
+    """The default of the Param ``name`` in a DAG file, read without running the file.
+
+    :param dag_file: the DAG file.
+    :param name: the key of the Param in the DAG's ``params`` dict.
+    :raises KeyError: when the file has no such literal Param.
+    """
+    for node in ast.walk(ast.parse(dag_file.read_text())):
+        if not isinstance(node, ast.Dict):
+            continue
+        for key, value in zip(node.keys, node.values, strict=True):
+            if (isinstance(key, ast.Constant) and key.value == name
+                    and isinstance(value, ast.Call) and getattr(value.func, "id", "") == "Param"
+                    and value.args):
+                return ast.literal_eval(value.args[0])
+    raise KeyError(f"no Param {name!r} with a literal default in {dag_file}")
+
+
+def _bucket_problems(services: dict[str, Any], root: Path) -> list[str]:
+    """airflow-init must create the bucket the example DAG's Param ``bucket`` names."""
+    init = services.get("airflow-init") or {}
+    bucket = (init.get("environment") or {}).get(BUCKET_VAR)
+    command = init.get("command")
+    script = "\n".join(command) if isinstance(command, list) else str(command or "")
+    if not bucket or "create_bucket" not in script or BUCKET_VAR not in script:
+        return [f"airflow-init does not create the example DAG's bucket ({BUCKET_VAR})"]
+    dag_file = root / EXAMPLE_DAG
+    if dag_file.is_file() and param_default(dag_file, "bucket") != bucket:
+        return [f"airflow-init creates bucket {bucket!r} but the example DAG's Param "
+                f"'bucket' defaults to {param_default(dag_file, 'bucket')!r}"]
+    return []
+
+
+def local_bucket() -> str:
+    """The bucket airflow-init creates on the emulator (the example DAG's default)."""
+    return str(load()["services"]["airflow-init"]["environment"][BUCKET_VAR])
 
 
 def airflow_env() -> dict[str, str]:

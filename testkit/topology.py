@@ -7,14 +7,16 @@ Docker does not run on these machines, so this harness starts the same services 
   as a non-root user;
 * redis: Debian's ``redis-server``, without persistence;
 * local-aws: :class:`tdv_airflow.local.aws.LocalAws` (moto server);
-* airflow-init: ``airflow db migrate`` and the passwords file;
+* airflow-init: ``airflow db migrate``, the passwords file, and the example DAG's bucket
+  on the local AWS;
 * airflow-apiserver, airflow-scheduler, airflow-dag-processor, airflow-triggerer,
   airflow-worker: ``airflow api-server``, ``scheduler``, ``dag-processor``,
   ``triggerer`` and ``celery worker``.
 
 Every Airflow process gets exactly the environment the Compose file gives its Airflow
-services (:func:`tests.compose_spec.airflow_env`), with the Compose variables at their
-defaults and the service host names translated to the native ports (:func:`native_env`),
+services (:func:`testkit.compose_spec.airflow_env`), with the Compose variables at their
+defaults and the service host names translated to the native ports
+(:func:`testkit.compose_env.native_env`),
 plus the few settings a container gets from its image or its isolation (listed in
 :meth:`Topology.airflow_environ`). Missing Debian packages are installed with apt-get
 (root only).
@@ -28,31 +30,42 @@ survives a run, a failed start included.
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import pwd
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
 from tdv_airflow.local.aws import LocalAws, free_port
-from testkit.compose_spec import ROOT
+from testkit.compose_env import interpolate, native_env
+from testkit.compose_spec import ROOT, local_bucket
 from testkit.compose_spec import airflow_env as compose_airflow_env
 from testkit.compose_spec import load as load_compose
+from testkit.example_dag import ensure_bucket
+from testkit.processes import (
+    Service,
+    TopologyError,
+    as_user,
+    has_marker,
+    http_ok,
+    pids,
+    postgres_bindir,
+    proc_stat,
+    redis_pong,
+    redis_server,
+    server_user,
+    wait_until,
+)
 
 BIN = Path(sys.executable).parent
 AIRFLOW = str(BIN / "airflow")
@@ -60,296 +73,8 @@ CELERY = str(BIN / "celery")
 DAGS = ROOT / "dags"
 #: Every process of a topology carries ``TDV_TOPOLOGY_ID=<its id>`` in its environment.
 MARKER = "TDV_TOPOLOGY_ID"
-#: AIRFLOW_HOME inside the Compose containers (the apache/airflow image's).
-CONTAINER_HOME = "/opt/airflow"
-#: The Compose services that other services reach by host name.
-COMPOSE_HOSTS = ("airflow-apiserver", "local-aws", "postgres", "redis")
 #: The Celery application the worker runs (the Compose health check pings it).
 CELERY_APP = "airflow.providers.celery.executors.celery_executor.app"
-
-_COMPOSE_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$\$")
-_apt_updated = False
-
-
-class TopologyError(RuntimeError):
-    """A service did not start, did not become healthy, or left processes behind."""
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def interpolate(value: str, variables: Mapping[str, str] | None = None) -> str:
-    """Resolve Compose's ``${NAME}``, ``${NAME:-default}``, ``${NAME-default}``, ``$$``.
-
-    :param value: a value from the Compose file.
-    :param variables: the variables set (none by default: every default applies, so the
-        caller's shell, e.g. a real ``AIRFLOW_CONN_AWS_DEFAULT``, never leaks in).
-    """
-    variables = variables or {}
-
-    def resolve(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name, op, default = match.group(1), match.group(2), match.group(3) or ""
-        current = variables.get(name)
-        if op == ":-":
-            return current if current else default
-        if op == "-":
-            return current if current is not None else default
-        if op in {":?", "?"}:
-            if not current:
-                raise TopologyError(f"Compose variable {name} is required: {default}")
-            return current
-        return current or ""
-
-    return _COMPOSE_VAR.sub(resolve, value)
-
-
-def _host_pattern(host: str, encoded: bool) -> re.Pattern[str]:
-    if encoded:  # inside a percent-encoded URL, e.g. endpoint_url=http%3A%2F%2Fhost%3A5000
-        return re.compile(rf"(?<=%2F){re.escape(host)}(?:%3A\d+)?(?=%2F|&|$)", re.IGNORECASE)
-    return re.compile(rf"(?<=[@/]){re.escape(host)}(?::\d+)?(?=[/?]|$)")
-
-
-def translate_hosts(value: str, netlocs: Mapping[str, str]) -> str:
-    """Point URLs at Compose service hosts to native ``host:port`` pairs instead.
-
-    Handles plain URLs (``@postgres/airflow``, ``@redis:6379/0``,
-    ``http://airflow-apiserver:8080/``) and percent-encoded ones inside a connection URI
-    (``endpoint_url=http%3A%2F%2Flocal-aws%3A5000``).
-
-    :param value: the setting.
-    :param netlocs: Compose host -> native ``host:port``.
-    :raises TopologyError: when a Compose host name is still there afterwards.
-    """
-    for host, netloc in netlocs.items():
-        value = _host_pattern(host, encoded=False).sub(netloc, value)
-        value = _host_pattern(host, encoded=True).sub(quote(netloc, safe=""), value)
-    for host in COMPOSE_HOSTS:
-        if _host_pattern(host, False).search(value) or _host_pattern(host, True).search(value):
-            raise TopologyError(f"no native address for Compose host {host!r} in {value!r}")
-    return value
-
-
-def native_env(compose_env: Mapping[str, str], netlocs: Mapping[str, str], home: Path,
-               variables: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The Compose environment of an Airflow service, for a process on this machine.
-
-    :param compose_env: the service's ``environment`` from the Compose file.
-    :param netlocs: Compose host -> native ``host:port``.
-    :param home: the native AIRFLOW_HOME (replaces the container's ``/opt/airflow``).
-    :param variables: Compose variables (see :func:`interpolate`).
-    """
-    env = {}
-    for name, raw in compose_env.items():
-        value = translate_hosts(interpolate(str(raw), variables), netlocs)
-        if value == CONTAINER_HOME or value.startswith(CONTAINER_HOME + "/"):
-            value = str(home) + value[len(CONTAINER_HOME):]
-        env[name] = value
-    return env
-
-
-def _wait_until(check: Callable[[], bool], timeout: float, what: str,
-                alive: Callable[[], None] | None = None, interval: float = 0.5) -> None:
-    """Poll ``check`` until it is true; ``alive`` raises when a process died meanwhile."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if alive is not None:
-            alive()
-        with contextlib.suppress(Exception):
-            if check():
-                return
-        if time.monotonic() > deadline:
-            raise TopologyError(f"{what}: not ready after {timeout:.0f} s")
-        time.sleep(interval)
-
-
-def _http_ok(url: str, timeout: float = 3.0) -> bool:
-    import urllib.request
-
-    with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 - loopback
-        return bool(answer.status == 200)
-
-
-def _redis_pong(port: int) -> bool:
-    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-        sock.sendall(b"PING\r\n")
-        return sock.recv(64).startswith(b"+PONG")
-
-
-def _apt_install(*packages: str) -> None:
-    """Install Debian packages (root only; ``apt-get update`` once per process)."""
-    global _apt_updated
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise TopologyError(f"the Debian packages {packages} are needed: install them "
-                            f"(apt-get install {' '.join(packages)})")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if not _apt_updated:
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=600)
-        _apt_updated = True
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
-                   check=True, env=env, timeout=900)
-
-
-def postgres_bindir() -> Path:
-    """The newest PostgreSQL server's ``bin`` folder; installs ``postgresql`` when missing."""
-    for attempt in range(2):
-        found = sorted((Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")),
-                       key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
-        if found:
-            return found[-1]
-        initdb = shutil.which("initdb")
-        if initdb and (Path(initdb).resolve().parent / "postgres").exists():
-            return Path(initdb).resolve().parent
-        if attempt == 0:
-            _apt_install("postgresql")
-    raise TopologyError("PostgreSQL's initdb was not found after installing postgresql")
-
-
-def redis_server() -> str:
-    """The ``redis-server`` executable; installs Debian's ``redis-server`` when missing."""
-    path = shutil.which("redis-server")
-    if path is None:
-        _apt_install("redis-server")
-        path = shutil.which("redis-server")
-    if path is None:
-        raise TopologyError("redis-server was not found after installing it")
-    return path
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """A process's state letter and process group, or ``None`` when it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2:].split()
-    return fields[0], int(fields[2])
-
-
-def _pids() -> Iterable[int]:
-    return (int(name) for name in os.listdir("/proc") if name.isdigit())
-
-
-def _has_marker(pid: int, marker: bytes) -> bool:
-    try:
-        return marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return False
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether a process group still has a live (not zombie) member."""
-    for pid in _pids():
-        stat = _proc_stat(pid)
-        if stat is not None and stat[1] == pgid and stat[0] != "Z":
-            return True
-    return False
-
-
-# --------------------------------------------------------------------------- services
-
-
-@dataclass
-class Service:
-    """One long-running process, in its own session, with its output in a log file.
-
-    :param name: the Compose service it stands for.
-    :param argv: the command.
-    :param env: its whole environment.
-    :param log_path: where stdout and stderr go.
-    :param user: the user to run as (``None``: the current one).
-    :param stop_signal: sent to the process group first (``SIGINT`` is PostgreSQL's fast
-        shutdown).
-    """
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    user: str | None = None
-    cwd: Path | None = None
-    stop_signal: int = signal.SIGTERM
-    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-    def start(self) -> Service:
-        """Start the process."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.env, cwd=self.cwd, start_new_session=True,
-                **_as_user(self.user))
-        return self
-
-    @property
-    def pid(self) -> int | None:
-        """The leader's pid (also the process group id)."""
-        return self.proc.pid if self.proc else None
-
-    def check_alive(self) -> None:
-        """Raise, with the end of the log, when the process has exited."""
-        if self.proc is not None and self.proc.poll() is not None:
-            raise TopologyError(f"{self.name} exited with code {self.proc.returncode}:\n"
-                                f"{self.tail()}")
-
-    def signal(self, signum: int) -> None:
-        """Send ``signum`` to the whole process group (no error when it is gone)."""
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signum)
-
-    def wait_gone(self, timeout: float) -> bool:
-        """Wait until the leader is reaped and no process of the group is left."""
-        if self.proc is None:
-            return True
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.proc.poll()
-            if self.proc.returncode is not None and not _group_alive(self.proc.pid):
-                return True
-            time.sleep(0.1)
-        return False
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """``stop_signal`` to the group, then SIGKILL after ``timeout`` seconds."""
-        if self.proc is None:
-            return
-        self.signal(self.stop_signal)
-        if not self.wait_gone(timeout):
-            self.signal(signal.SIGKILL)
-            self.wait_gone(10.0)
-
-    def tail(self, lines: int = 60) -> str:
-        """The last ``lines`` lines of the log."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def _as_user(user: str | None) -> dict[str, Any]:
-    """Popen arguments that run a child as ``user`` (only root may switch)."""
-    if user is None or os.geteuid() != 0:
-        return {}
-    entry = pwd.getpwnam(user)
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-
-
-def _server_user() -> str | None:
-    """The user PostgreSQL runs as: ``postgres`` (created if needed) when we are root."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        pwd.getpwnam("postgres")
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/bin/false",
-                        "postgres"], check=True, timeout=60)
-    return "postgres"
-
-
-# --------------------------------------------------------------------------- topology
 
 
 class Topology:
@@ -357,13 +82,13 @@ class Topology:
 
     ::
 
-        with Topology(workdir, extra_env={"TDV_POKE_INTERVAL": "2"}) as topo:
+        with Topology(workdir, extra_env=wait_settings("deferrable", 2)) as topo:
             api = topo.api()          # a logged-in REST API v2 client
 
     :param workdir: where AIRFLOW_HOME and the logs go (created).
     :param concurrency: Celery worker slots (``airflow celery worker --concurrency``).
-    :param extra_env: further variables for every Airflow process (e.g. the example
-        DAG's parse-time ``TDV_*`` settings).
+    :param extra_env: further variables for every Airflow process, e.g. Airflow
+        configuration such as :func:`testkit.example_dag.wait_settings`.
     :param startup_timeout: seconds the whole start may take.
     :param dags_folder: the DAGs folder (the repository's ``dags/``, as the Compose file
         mounts it).
@@ -477,7 +202,7 @@ class Topology:
 
     def _start_postgres(self) -> None:
         bindir = postgres_bindir()
-        user = _server_user()
+        user = server_user()
         self._pg_dir = Path(tempfile.mkdtemp(prefix="tdv-pg-"))
         data, pwfile = self._pg_dir / "data", self._pg_dir / "pwfile"
         pwfile.write_text("airflow\n")
@@ -493,7 +218,7 @@ class Topology:
                  "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8",
                  "--locale=C", "--no-sync"],
                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self._pg_dir, timeout=300,
-                check=False, **_as_user(user))
+                check=False, **as_user(user))
         if done.returncode != 0:
             raise TopologyError("initdb failed:\n"
                                 + (self.logs / "postgres-initdb.log").read_text()[-3000:])
@@ -507,7 +232,7 @@ class Topology:
             stop_signal=signal.SIGINT).start()
         isready = [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1",
                    "-p", str(self.ports["postgres"]), "-U", "airflow", "-d", "postgres"]
-        _wait_until(lambda: subprocess.run(isready, timeout=10, check=False).returncode == 0,  # noqa: S603
+        wait_until(lambda: subprocess.run(isready, timeout=10, check=False).returncode == 0,  # noqa: S603
                     60, "postgres", pg.check_alive, interval=0.2)
         subprocess.run(  # noqa: S603 - fixed argv
             [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.ports["postgres"]),
@@ -524,7 +249,7 @@ class Topology:
              "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", str(rdir)],
             self._marked({"PATH": os.environ.get("PATH", "")}), self.logs / "redis.log",
             cwd=rdir).start()
-        _wait_until(lambda: _redis_pong(self.ports["redis"]), 30, "redis", redis.check_alive,
+        wait_until(lambda: redis_pong(self.ports["redis"]), 30, "redis", redis.check_alive,
                     interval=0.1)
 
     def _start_local_aws(self) -> None:
@@ -532,7 +257,8 @@ class Topology:
         self._aws_pid = self.aws.pid
 
     def _init_airflow(self) -> None:
-        """What airflow-init does: migrate the database, write the passwords file."""
+        """What airflow-init does: migrate the database, write the passwords file, create
+        the example DAG's bucket on the local AWS."""
         env = self.airflow_environ()
         with open(self.logs / "airflow-init.log", "wb") as log:
             done = subprocess.run([AIRFLOW, "db", "migrate"], env=env, stdout=log,  # noqa: S603
@@ -544,6 +270,7 @@ class Topology:
         passwords = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
         passwords.parent.mkdir(parents=True, exist_ok=True)
         passwords.write_text(json.dumps({"admin": self.admin_password}))
+        ensure_bucket(self.boto3_client("s3"), local_bucket())
 
     def check_alive(self) -> None:
         """Raise when any service has exited."""
@@ -558,8 +285,8 @@ class Topology:
     def _wait_healthy(self, timeout: float) -> None:
         """The Compose health checks, run natively and in parallel."""
         checks: dict[str, Callable[[], bool]] = {
-            "api-server": lambda: _http_ok(f"{self.api_url}/api/v2/version"),
-            "scheduler": lambda: _http_ok(
+            "api-server": lambda: http_ok(f"{self.api_url}/api/v2/version"),
+            "scheduler": lambda: http_ok(
                 f"http://127.0.0.1:{self.ports['scheduler_health']}/health"),
             "dag-processor": lambda: self._command_ok(
                 [AIRFLOW, "jobs", "check", "--job-type", "DagProcessorJob", "--local"]),
@@ -569,7 +296,7 @@ class Topology:
                 [CELERY, "--app", CELERY_APP, "inspect", "ping", "--timeout", "5"]),
         }
         with ThreadPoolExecutor(len(checks)) as pool:
-            jobs = [pool.submit(_wait_until, check, timeout, name, self.check_alive, 2.0)
+            jobs = [pool.submit(wait_until, check, timeout, name, self.check_alive, 2.0)
                     for name, check in checks.items()]
             for job in jobs:
                 job.result()
@@ -577,8 +304,8 @@ class Topology:
     # ----- clients
 
     def api(self) -> Any:
-        """A REST API v2 client logged in as the Compose admin (see :mod:`.api`)."""
-        from tests.distributed.api import AirflowApi
+        """A REST API v2 client logged in as the Compose admin (see :mod:`.airflow_api`)."""
+        from testkit.airflow_api import AirflowApi
 
         return AirflowApi.login(self.api_url, "admin", self.admin_password)
 
@@ -596,10 +323,10 @@ class Topology:
     def release_held_stack(self, stack_name: str) -> None:
         """Let a stack held in CREATE_IN_PROGRESS by a custom resource complete.
 
-        See :mod:`tests.airflow.held_stack`: the emulator holds such a stack until the
+        See :mod:`testkit.held_stack`: the emulator holds such a stack until the
         custom resource's answer arrives.
         """
-        from tests.airflow.held_stack import release
+        from testkit.held_stack import release
 
         stack = self.boto3_client("cloudformation").describe_stacks(
             StackName=stack_name)["Stacks"][0]
@@ -620,11 +347,11 @@ class Topology:
         groups = {s.pid for s in self.services.values() if s.pid} | (
             {self._aws_pid} if self._aws_pid else set())
         found = []
-        for pid in _pids():
-            stat = _proc_stat(pid)
+        for pid in pids():
+            stat = proc_stat(pid)
             if stat is None or stat[0] == "Z" or pid == os.getpid():
                 continue
-            if stat[1] in groups or _has_marker(pid, marker):
+            if stat[1] in groups or has_marker(pid, marker):
                 with contextlib.suppress(OSError):
                     cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
                     found.append(f"{pid}: {cmd.decode(errors='replace').strip()[:200]}")

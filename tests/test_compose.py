@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from testkit.compose_spec import ROOT, load, problems
+from testkit.compose_spec import EXAMPLE_DAG, ROOT, load, param_default, problems
+from testkit.example_dag import DAG_BUCKET
 
 
 def test_the_compose_file_is_complete_and_consistent() -> None:
@@ -52,3 +53,22 @@ def test_missing_files_are_reported(tmp_path: Path) -> None:
     (tmp_path / "docker" / "Dockerfile").unlink()
     assert "service 'airflow-worker' builds from missing docker/Dockerfile" in problems(
         load(tmp_path / "docker-compose.yml"), tmp_path)
+
+
+def test_airflow_init_creates_the_example_dags_bucket() -> None:
+    assert param_default(ROOT / EXAMPLE_DAG, "bucket") == DAG_BUCKET
+    spec = copy.deepcopy(load())
+    spec["services"]["airflow-init"]["environment"]["TDV_LOCAL_BUCKET"] = "other-bucket"
+    assert ("airflow-init creates bucket 'other-bucket' but the example DAG's Param 'bucket' "
+            f"defaults to {DAG_BUCKET!r}") in problems(spec)
+    spec["services"]["airflow-init"]["command"] = ["-c", "airflow db migrate"]
+    assert "airflow-init does not create the example DAG's bucket (TDV_LOCAL_BUCKET)" in (
+        problems(spec))
+
+
+def test_sensors_that_would_not_defer_are_reported() -> None:
+    spec = copy.deepcopy(load())
+    for svc in spec["services"].values():
+        (svc.get("environment") or {}).pop("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", None)
+    assert any(p.startswith("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE is not true")
+               for p in problems(spec))

@@ -7,13 +7,9 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from testkit.compose_env import interpolate, native_env, translate_hosts
 from testkit.compose_spec import SHARED_ENV, airflow_env
-from testkit.topology import (
-    TopologyError,
-    interpolate,
-    native_env,
-    translate_hosts,
-)
+from testkit.processes import TopologyError
 
 NETLOCS = {"postgres": "127.0.0.1:5001", "redis": "127.0.0.1:5002",
            "local-aws": "127.0.0.1:5003", "airflow-apiserver": "127.0.0.1:5004"}
