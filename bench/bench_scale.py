@@ -1,7 +1,7 @@
 """Concurrent model-version deployments on the Compose topology (CeleryExecutor), natively.
 
 Starts the topology of docker-compose.yml with the harness of the distributed test
-(``tests/distributed/topology.py``: PostgreSQL, Redis, the local AWS, api-server,
+(:mod:`testkit.topology`: PostgreSQL, Redis, the local AWS, api-server,
 scheduler, dag-processor, triggerer, a Celery worker), then for each N deploys N model
 versions at once: a backfill of N dates of ``retrain_and_deploy`` with
 ``max_active_runs=N``, in the DAG's per-version mode (one stack per version).
@@ -40,12 +40,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from testkit.airflow_api import (  # noqa: E402
+from testkit.airflow_api import FINISHED_RUN, AirflowApi  # noqa: E402
+from testkit.example_dag import (  # noqa: E402
     DAG_ID,
-    FINISHED_RUN,
-    AirflowApi,
     check_per_version_mode,
     per_version_conf,
+    wait_settings,
 )
 from testkit.held_stack import deployment_template_with_hold  # noqa: E402
 from testkit.topology import Topology  # noqa: E402
@@ -146,7 +146,7 @@ def _wait_backfill_done(api: AirflowApi, backfill_id: int, timeout: float = 120.
 def run_mode(mode: str, counts: list[int], args: argparse.Namespace) -> list[Result]:
     """Start a topology with the sensors in ``mode`` and measure every N."""
     work = Path(tempfile.mkdtemp(prefix=f"tdv-bench-scale-{mode}-"))
-    env = {"TDV_SENSOR_MODE": mode, "TDV_POKE_INTERVAL": str(args.poke_interval)}
+    env = wait_settings(mode, args.poke_interval)  # Airflow configuration, read at parse
     results = []
     with Topology(work, concurrency=args.concurrency, extra_env=env) as topo:
         print(f"[{mode}] topology up ({work}); warming up with the scheduled run", flush=True)
@@ -179,9 +179,9 @@ def main() -> None:
                         help="seconds each stack stays CREATE_IN_PROGRESS")
     parser.add_argument("--concurrency", type=int, default=4, help="Celery worker slots")
     parser.add_argument("--poke-interval", type=float, default=3.0,
-                        help="TDV_POKE_INTERVAL: seconds between stack polls")
+                        help="[tdv_airflow] poll_interval: seconds between stack polls")
     parser.add_argument("--modes", default="deferrable",
-                        help="comma-separated TDV_SENSOR_MODE values, e.g. deferrable,poke")
+                        help="comma-separated wait modes (poke, reschedule, deferrable)")
     parser.add_argument("--timeout", type=float, default=1200.0,
                         help="seconds one measurement may take")
     args = parser.parse_args()

@@ -2,7 +2,9 @@
 
 For each mode (poke, reschedule, deferrable) and repeat: a stack is held in
 CREATE_IN_PROGRESS on the embedded moto emulator, a one-task DAG with the sensor runs
-under ``airflow dags test`` (deferral runs its trigger inline there; reschedule goes
+under ``airflow dags test``, its mode and poll interval set by Airflow configuration as
+a deployment sets them (:func:`testkit.example_dag.wait_settings`; deferral runs its
+trigger inline there; reschedule goes
 through the task-reschedule loop), the hold is released once the sensor is waiting,
 and the delay is the sensor task's end time (from the metadata DB) minus the release
 time. With a poll interval P, expect about P/2 plus the task's own overhead (a new
@@ -30,25 +32,22 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the harness shared with the tests
 
+from testkit.example_dag import WAIT_MODES, wait_settings  # noqa: E402
 from testkit.held_stack import create_held_stack, release  # noqa: E402
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 STACK = "tdv-bench"
-MODES = ("poke", "reschedule", "deferrable")
+MODES = WAIT_MODES
 WAITING_LINE = f"stack {STACK} is CREATE_IN_PROGRESS"
 
+# mode, deferral and poll interval: the sensor's defaults, from Airflow's configuration
 _DAG = f'''
-import os
 from datetime import UTC, datetime
 from airflow.sdk import DAG
 from tdv_airflow.sensors import StackStatusSensor
 
-MODE = os.environ["TDV_BENCH_MODE"]
 with DAG("bench_sensor_delay", schedule=None, start_date=datetime(2025, 1, 1, tzinfo=UTC)):
-    StackStatusSensor(task_id="wait", stack_name="{STACK}", timeout=600,
-                      poke_interval=float(os.environ["TDV_BENCH_INTERVAL"]),
-                      mode="reschedule" if MODE == "reschedule" else "poke",
-                      deferrable=MODE == "deferrable")
+    StackStatusSensor(task_id="wait", stack_name="{STACK}", timeout=600)
 '''
 
 _READ_END = """
@@ -86,7 +85,7 @@ def run_once(env: dict[str, str], session: Any, endpoint: str, mode: str, settle
         f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
     stack_id = create_held_stack(session, endpoint, STACK)
     proc = subprocess.Popen(  # noqa: S603 - fixed argv
-        [AIRFLOW, "dags", "test", "bench_sensor_delay"], env={**env, "TDV_BENCH_MODE": mode},
+        [AIRFLOW, "dags", "test", "bench_sensor_delay"], env={**env, **wait_settings(mode)},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     waiting, output = threading.Event(), list[str]()
     reader = threading.Thread(target=_wait_for_line,
@@ -127,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         (dags / "bench_sensor_delay.py").write_text(_DAG)
         env = {**os.environ, **aws.environ(), "AIRFLOW_HOME": str(home),
                "AIRFLOW__CORE__DAGS_FOLDER": str(dags), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-               "TDV_BENCH_INTERVAL": str(args.poll_interval)}
+               "AIRFLOW__TDV_AIRFLOW__POLL_INTERVAL": f"{args.poll_interval:g}"}
         subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, check=True,
                        timeout=600)
         session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",  # noqa: S106

@@ -1,7 +1,7 @@
 """Fixtures of the distributed tests: the Compose topology, started natively once per module.
 
 The topology (PostgreSQL, Redis, the local AWS, api-server, scheduler, dag-processor,
-triggerer and a Celery worker; see :mod:`tests.distributed.topology`) is stopped when the
+triggerer and a Celery worker; see :mod:`testkit.topology`) is stopped when the
 module ends, whatever happened, and the test errors if any of its processes survived.
 """
 
@@ -11,13 +11,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from testkit.example_dag import wait_settings
 from testkit.topology import Topology
 
 #: Celery worker slots: fewer than the runs the test keeps waiting at once.
 WORKER_CONCURRENCY = 4
-#: The example DAG's parse-time settings (see its docstring); the Compose file sets none,
-#: so the DAG's defaults apply except for the stack poll interval, shortened from 30 s.
-DAG_SETTINGS = {"TDV_SENSOR_MODE": "deferrable", "TDV_POKE_INTERVAL": "3"}
+#: How the example DAG's tasks wait (Airflow configuration): deferred, as the Compose file
+#: already sets, with stack polls every 3 s instead of the provider's 30 s.
+DAG_SETTINGS = wait_settings("deferrable", poll_interval=3)
 
 
 def pytest_configure(config: pytest.Config) -> None:

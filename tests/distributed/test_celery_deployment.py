@@ -27,13 +27,8 @@ from typing import Any
 import pytest
 
 from tdv_airflow.core.naming import model_version
-from testkit.airflow_api import (
-    DAG_ID,
-    FINISHED_RUN,
-    AirflowApi,
-    check_per_version_mode,
-    per_version_conf,
-)
+from testkit.airflow_api import FINISHED_RUN, AirflowApi
+from testkit.example_dag import DAG_ID, check_per_version_mode, per_version_conf
 from testkit.held_stack import deployment_template_with_hold
 from testkit.topology import Topology
 from tests.distributed.conftest import WORKER_CONCURRENCY
@@ -195,7 +190,7 @@ def test_backfill_deploys_one_stack_per_version_on_celery_and_the_triggerer(
         function = endpoint["outputs"]["FunctionName"]
         variables = lam.get_function_configuration(FunctionName=function)["Environment"]
         assert variables["Variables"]["TDV_MODEL_KEY"] == key, (function, variables)
-        assert api.xcom(DAG_ID, run_id, "smoke_test") == EXPECTED_PREDICTIONS
+        assert api.xcom(DAG_ID, run_id, "smoke_test")["predictions"] == EXPECTED_PREDICTIONS
         assert api.xcom(DAG_ID, run_id, "retire_old_versions") == []
         deployed[endpoint["stack_name"]] = key
         trigger_log = _trigger_log(topology, run_id)
