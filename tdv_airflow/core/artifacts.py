@@ -16,11 +16,8 @@ from typing import Any
 
 from tdv_airflow.core.pickling import dumps_by_value
 from tdv_airflow.core.resources import LAMBDA_SOURCE_NAME
+from tdv_airflow.core.zips import deterministic_zip, tree_files
 from tdv_airflow.exceptions import ArtifactError, InvalidInputError
-
-#: A fixed timestamp for zip entries (the zip format's epoch), so bytes never vary.
-_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-_SKIP_PARTS = {"__pycache__", "tests", "test"}
 
 
 @dataclass(frozen=True)
@@ -42,17 +39,6 @@ class Artifact:
         return hashlib.sha256(self.data).hexdigest()
 
 
-def _deterministic_zip(entries: Iterable[tuple[str, bytes]]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in sorted(entries):
-            info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, data, compresslevel=9)
-    return buf.getvalue()
-
-
 def _read_file(path: str | Path, what: str) -> bytes:
     p = Path(path)
     if not p.is_file():
@@ -60,8 +46,9 @@ def _read_file(path: str | Path, what: str) -> bytes:
     return p.read_bytes()
 
 
-def package_files(package: str) -> list[tuple[str, bytes]]:
-    """The source files of an installed package, as ``(path_in_layer, bytes)``.
+def package_files(package: str) -> dict[str, Path]:
+    """The source files of an installed package laid out for a layer
+    (``python/<package>/...``), slimmed (see :func:`tdv_airflow.core.zips.keep_in_layer`).
 
     :param package: an importable top-level package name, e.g. ``"dill"``.
     """
@@ -69,11 +56,7 @@ def package_files(package: str) -> list[tuple[str, bytes]]:
 
     module = importlib.import_module(package)
     root = Path(module.__file__ or "").parent
-    files = []
-    for path in root.rglob("*"):
-        rel = path.relative_to(root.parent)
-        if path.is_file() and not _SKIP_PARTS.intersection(rel.parts) and path.suffix != ".pyc":
-            files.append((f"python/{rel.as_posix()}", path.read_bytes()))
+    files = tree_files(root, f"python/{root.name}")
     if not files:
         raise ArtifactError(f"package {package!r} has no files to put in a layer")
     return files
@@ -90,7 +73,7 @@ def build_layer(layer_zip_local_path: str | Path | None = None) -> Artifact:
             raise InvalidInputError(f"layer_zip_local_path {str(layer_zip_local_path)!r} "
                                     "is not a zip file")
         return Artifact("layer", "layer.zip", data)
-    return Artifact("layer", "layer.zip", _deterministic_zip(package_files("dill")))
+    return Artifact("layer", "layer.zip", deterministic_zip(package_files("dill")))
 
 
 def build_lambda_code(source_path: str | Path) -> Artifact:
@@ -111,7 +94,7 @@ def build_lambda_code(source_path: str | Path) -> Artifact:
         raise InvalidInputError(f"deployment_lbd_local_path {str(source_path)!r} is not "
                                 f"valid Python: {exc}") from exc
     return Artifact("lambda_code", "lambda_code.zip",
-                    _deterministic_zip([(LAMBDA_SOURCE_NAME, data)]))
+                    deterministic_zip([(LAMBDA_SOURCE_NAME, data)]))
 
 
 def build_prepro_fn(prepro_fn: Callable[..., Any], by_value_modules: Iterable[str] = ()

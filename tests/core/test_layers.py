@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tdv_airflow.core import deployment, layers
+from tdv_airflow.core import deployment, layer_build, layers, zips
 from tdv_airflow.core.clients import AwsClients
 from tdv_airflow.exceptions import ArtifactError, InvalidInputError
 
@@ -87,8 +87,8 @@ def test_second_build_is_a_cache_hit_without_pip(wheelhouse: Path, tmp_path: Pat
     # No wheel to install any more: only a cache hit can succeed.
     empty = tmp_path / "empty"
     empty.mkdir()
-    key = layers.requirements_cache_key([f"{TOY_DIST}==0.1.0"], layers._python_minor(),
-                                        find_links=[wheelhouse], no_index=True)
+    key = layer_build.requirements_cache_key([f"{TOY_DIST}==0.1.0"], layer_build.python_minor(),
+                                             find_links=[wheelhouse], no_index=True)
     assert cached[0].name == f"{key}.zip"
     for whl in wheelhouse.glob("*.whl"):
         whl.rename(empty / whl.name)
@@ -102,8 +102,17 @@ def test_second_build_is_a_cache_hit_without_pip(wheelhouse: Path, tmp_path: Pat
         build_toy(empty, tmp_path / "fresh", find_links=[tmp_path / "nowhere"])
 
 
+def test_layers_are_cached_in_the_shared_cache_folder(wheelhouse: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TDV_LAYER_CACHE", raising=False)
+    monkeypatch.setenv("TDV_CACHE_DIR", str(tmp_path / "tdv"))
+    art = layers.build_requirements_layer([f"{TOY_DIST}==0.1.0"], find_links=[wheelhouse],
+                                          no_index=True)
+    assert [p.read_bytes() for p in (tmp_path / "tdv" / "layers").glob("*.zip")] == [art.data]
+
+
 def test_cache_key_ignores_order_comments_and_blanks_but_not_the_platform() -> None:
-    key = layers.requirements_cache_key
+    key = layer_build.requirements_cache_key
     base = key(["b==2", "a==1"], "3.11")
     assert base == key(["a==1  # pinned", "", "b==2", "a==1"], "3.11")
     assert base == key("a==1\n# comment\nb==2\n", "3.11")
@@ -128,12 +137,12 @@ def test_layer_targets_another_python_and_architecture(wheelhouse: Path,
 
 
 def test_pip_platforms_follow_the_runtime_glibc() -> None:
-    tags = layers.pip_platforms("3.11")
+    tags = layer_build.pip_platforms("3.11")
     assert tags[0] == "manylinux_2_26_x86_64" and tags[-1] == "manylinux2014_x86_64"
     assert "manylinux_2_17_x86_64" in tags and "manylinux_2_28_x86_64" not in tags
-    assert layers.pip_platforms("3.12", "arm64")[0] == "manylinux_2_34_aarch64"
+    assert layer_build.pip_platforms("3.12", "arm64")[0] == "manylinux_2_34_aarch64"
     with pytest.raises(InvalidInputError, match="architecture"):
-        layers.pip_platforms("3.11", "sparc")
+        layer_build.pip_platforms("3.11", "sparc")
 
 
 def test_empty_requirements_are_refused(tmp_path: Path) -> None:
@@ -209,7 +218,7 @@ def test_from_installed_refuses_another_architecture(tmp_path: Path) -> None:
     ("python/pkg-1.0.dist-info/entry_points.txt", True),
 ])
 def test_keep_in_layer(name: str, kept: bool) -> None:
-    assert layers.keep_in_layer(name) is kept
+    assert zips.keep_in_layer(name) is kept
 
 
 # ------------------------------------------------------------------ checks
