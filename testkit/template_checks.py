@@ -1,0 +1,235 @@
+"""Hardening checks of a CloudFormation template that no scanner has a rule for.
+
+cfn-lint and checkov miss these, or only see them with the parameters' defaults:
+stage tracing, access logging and its format, method throttling, no data trace, the
+method's authentication under every ``EndpointAuth``, a deployment per auth mode, usage
+plan limits, log retention, reserved concurrency, a timeout under the integration
+timeout, and no wildcard resource in the function's role. Used by the tests
+(``tests/templates``, ``tests/endpoint``); not shipped in the wheel.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: The API Gateway REST integration timeout, in seconds; the function must end sooner.
+INTEGRATION_TIMEOUT_SECONDS = 29
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A hardening setting the template lacks.
+
+    :param rule: the rule's name (e.g. ``"stage-throttling"``).
+    :param resource: the logical id concerned (``""`` for the template).
+    :param message: what is wrong.
+    """
+
+    rule: str
+    resource: str
+    message: str
+
+
+_NEEDED_LOG_FIELDS = ("$context.requestId", "$context.status")
+_LATENCY_FIELDS = ("$context.responseLatency", "$context.integrationLatency")
+#: Access log variables that would write bodies or the API key's value.
+_FORBIDDEN_LOG_FIELDS = re.compile(r"\$input|\$context\.identity\.apiKey(?!Id)|"
+                                   r"\$context\.requestOverride|\$context\.responseOverride")
+
+
+class _Evaluator:
+    """Resolves ``Ref``/``Fn::If`` against parameter values (defaults unless given)."""
+
+    def __init__(self, body: Mapping[str, Any], values: Mapping[str, str]) -> None:
+        self.body = body
+        params = body.get("Parameters") or {}
+        self.values = {name: str(spec.get("Default")) for name, spec in params.items()
+                       if "Default" in spec}
+        self.values.update(values)
+        self.conditions = body.get("Conditions") or {}
+
+    def condition(self, name: str) -> bool:
+        return self._truth(self.conditions.get(name, False))
+
+    def _truth(self, expr: Any) -> bool:
+        if isinstance(expr, bool):
+            return expr
+        if isinstance(expr, Mapping):
+            if "Condition" in expr:
+                return self.condition(expr["Condition"])
+            if "Fn::Equals" in expr:
+                a, b = expr["Fn::Equals"]
+                return str(self.value(a)) == str(self.value(b))
+            if "Fn::Not" in expr:
+                return not self._truth(expr["Fn::Not"][0])
+            if "Fn::And" in expr:
+                return all(self._truth(e) for e in expr["Fn::And"])
+            if "Fn::Or" in expr:
+                return any(self._truth(e) for e in expr["Fn::Or"])
+        return False
+
+    def value(self, expr: Any) -> Any:
+        if isinstance(expr, Mapping):
+            if set(expr) == {"Ref"} and expr["Ref"] in self.values:
+                return self.values[expr["Ref"]]
+            if "Fn::If" in expr:
+                name, yes, no = expr["Fn::If"]
+                return self.value(yes if self.condition(name) else no)
+        return expr
+
+    def active(self, resource: Mapping[str, Any]) -> bool:
+        name = resource.get("Condition")
+        return name is None or self.condition(name)
+
+
+def evaluate(body: Mapping[str, Any], expr: Any,
+             parameters: Mapping[str, str] | None = None) -> Any:
+    """``expr`` with its ``Ref`` to parameters and ``Fn::If`` resolved.
+
+    :param body: the parsed template (its parameter defaults and conditions).
+    :param expr: a property value, e.g. a method's ``AuthorizationType``.
+    :param parameters: parameter values overriding the defaults.
+    """
+    return _Evaluator(body, parameters or {}).value(expr)
+
+
+def _resources(body: Mapping[str, Any], kind: str) -> list[tuple[str, Mapping[str, Any]]]:
+    return [(name, r) for name, r in (body.get("Resources") or {}).items()
+            if isinstance(r, Mapping) and r.get("Type") == kind]
+
+
+def _props(resource: Mapping[str, Any]) -> Mapping[str, Any]:
+    return resource.get("Properties") or {}
+
+
+def check_template(body: Mapping[str, Any]) -> list[Finding]:
+    """The hardening settings ``body`` lacks (empty when it has them all).
+
+    :param body: a parsed CloudFormation template.
+    """
+    findings: list[Finding] = []
+    add = findings.append
+    default = _Evaluator(body, {})
+    for name, stage in _resources(body, "AWS::ApiGateway::Stage"):
+        props = _props(stage)
+        if default.value(props.get("TracingEnabled")) not in (True, "true"):
+            add(Finding("stage-tracing", name, "X-Ray tracing (TracingEnabled) is off"))
+        _check_access_log(name, props.get("AccessLogSetting"), add)
+        settings = [s for s in props.get("MethodSettings") or [] if isinstance(s, Mapping)]
+        if not any(s.get("HttpMethod") == "*" and s.get("ResourcePath") == "/*"
+                   and "ThrottlingBurstLimit" in s and "ThrottlingRateLimit" in s
+                   for s in settings):
+            add(Finding("stage-throttling", name, "no method-level throttling (MethodSettings "
+                        "for /* and * with ThrottlingBurstLimit and ThrottlingRateLimit)"))
+        if any(default.value(s.get("DataTraceEnabled")) in (True, "true") for s in settings):
+            add(Finding("stage-no-data-trace", name,
+                        "DataTraceEnabled logs full request and response bodies"))
+    _check_method_auth(body, add)
+    for name, plan in _resources(body, "AWS::ApiGateway::UsagePlan"):
+        props = _props(plan)
+        throttle, quota = props.get("Throttle") or {}, props.get("Quota") or {}
+        if not ("BurstLimit" in throttle and "RateLimit" in throttle and "Limit" in quota):
+            add(Finding("usage-plan-limits", name, "the usage plan needs a Throttle "
+                        "(BurstLimit, RateLimit) and a Quota (Limit)"))
+    for name, group in _resources(body, "AWS::Logs::LogGroup"):
+        if "RetentionInDays" not in _props(group):
+            add(Finding("log-retention", name, "the log group keeps logs forever "
+                        "(no RetentionInDays)"))
+    for name, function in _resources(body, "AWS::Lambda::Function"):
+        _check_function(body, name, _props(function), add)
+    for name, role in _resources(body, "AWS::IAM::Role"):
+        for policy in _props(role).get("Policies") or []:
+            for statement in (policy.get("PolicyDocument") or {}).get("Statement") or []:
+                resources = statement.get("Resource")
+                listed = resources if isinstance(resources, list) else [resources]
+                if statement.get("Effect") == "Allow" and "*" in listed:
+                    add(Finding("no-wildcard-resource", name,
+                                f"statement {statement.get('Sid', '?')!r} allows "
+                                f"{statement.get('Action')} on Resource '*'"))
+    return findings
+
+
+def _check_access_log(name: str, setting: Any, add: Any) -> None:
+    if not isinstance(setting, Mapping) or not setting.get("DestinationArn"):
+        add(Finding("stage-access-log", name, "no access logging (AccessLogSetting with a "
+                    "DestinationArn)"))
+        return
+    fmt = setting.get("Format")
+    if not isinstance(fmt, str):
+        add(Finding("stage-access-log", name, "the access log needs a literal Format"))
+        return
+    missing = [f for f in _NEEDED_LOG_FIELDS if f not in fmt]
+    if missing or not any(f in fmt for f in _LATENCY_FIELDS):
+        add(Finding("stage-access-log", name, f"the access log format lacks {missing or ''} "
+                    "or a latency ($context.responseLatency)"))
+    bad = _FORBIDDEN_LOG_FIELDS.findall(fmt)
+    if bad:
+        add(Finding("stage-access-log", name, f"the access log format writes {sorted(set(bad))}"
+                    " (bodies or the API key's value)"))
+
+
+def _check_method_auth(body: Mapping[str, Any], add: Any) -> None:
+    params = body.get("Parameters") or {}
+    auth = params.get("EndpointAuth")
+    modes: list[str | None] = list(auth.get("AllowedValues") or []) if auth else [None]
+    if auth and auth.get("Default", "NONE") == "NONE":
+        add(Finding("method-auth", "", "the EndpointAuth parameter defaults to NONE (public)"))
+    key_types = ("AWS::ApiGateway::ApiKey", "AWS::ApiGateway::UsagePlan",
+                 "AWS::ApiGateway::UsagePlanKey")
+    for name, method in _resources(body, "AWS::ApiGateway::Method"):
+        props = _props(method)
+        if props.get("HttpMethod") == "OPTIONS":
+            continue
+        seen: dict[str | None, tuple[Any, bool]] = {}
+        for mode in modes:
+            ev = _Evaluator(body, {"EndpointAuth": mode} if mode else {})
+            kind = ev.value(props.get("AuthorizationType"))
+            key = ev.value(props.get("ApiKeyRequired")) in (True, "true")
+            seen[mode] = (kind, key)
+            if mode == "API_KEY":
+                bound = all(any(ev.active(r) for _, r in _resources(body, t)) for t in key_types)
+                if not key or not bound:
+                    add(Finding("method-auth", name, "with EndpointAuth API_KEY the method "
+                                "must require an API key bound by a usage plan"))
+            elif mode == "AWS_IAM" and kind != "AWS_IAM":
+                add(Finding("method-auth", name, f"with EndpointAuth AWS_IAM the method's "
+                            f"AuthorizationType is {kind!r}"))
+            elif mode is None and kind == "NONE" and not key:
+                add(Finding("method-auth", name, "the method is open (AuthorizationType NONE, "
+                            "no API key)"))
+        if len(set(seen.values())) < 2:
+            continue
+        for stage_name, stage in _resources(body, "AWS::ApiGateway::Stage"):
+            deployments = {str(_Evaluator(body, {"EndpointAuth": str(m)}).value(
+                _props(stage).get("DeploymentId"))) for m in modes}
+            if len(deployments) < len(set(seen.values())):
+                add(Finding("deployment-per-auth-mode", stage_name,
+                            "the method's authorization depends on EndpointAuth but the stage "
+                            "serves the same deployment for different modes: a mode change "
+                            "would leave the old authorization live (a deployment is a "
+                            "snapshot)"))
+
+
+def _check_function(body: Mapping[str, Any], name: str, props: Mapping[str, Any],
+                    add: Any) -> None:
+    if "ReservedConcurrentExecutions" not in props:
+        add(Finding("reserved-concurrency", name, "no ReservedConcurrentExecutions (not even "
+                    "an Fn::If that allows 'no reservation')"))
+    timeout = props.get("Timeout", 3)
+    spec = (body.get("Parameters") or {}).get(timeout["Ref"], {}) \
+        if isinstance(timeout, Mapping) and set(timeout) == {"Ref"} else None
+    try:
+        if spec is None:
+            highest = float(timeout)
+        elif "AllowedValues" in spec:
+            highest = max(float(v) for v in spec["AllowedValues"])
+        else:
+            highest = float(spec.get("MaxValue", "inf"))
+    except (TypeError, ValueError):
+        highest = float("inf")
+    if highest >= INTEGRATION_TIMEOUT_SECONDS:
+        add(Finding("function-timeout", name, f"the timeout may reach {highest:g} s, not below "
+                    f"API Gateway's {INTEGRATION_TIMEOUT_SECONDS} s integration timeout"))
