@@ -7,6 +7,7 @@ import pytest
 from tdv_airflow.core.validation import (
     check_bucket_name,
     check_invoke_mode,
+    check_on_exists,
     check_s3_key,
     check_stack_name,
     lambda_runtime,
@@ -62,3 +63,25 @@ def test_deploy_rejects_a_malformed_region(region: object) -> None:
 
     with pytest.raises(InvalidInputError, match=r"invalid region .*looks like 'eu-west-1'"):
         Deploy("my-models", "m.pkl", len, None, region=region)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("choice", ["update", "skip", "fail"])
+def test_good_on_exists(choice: str) -> None:
+    assert check_on_exists(choice) == choice
+
+
+@pytest.mark.parametrize("choice", ["replace", "UPDATE", "", None, 1])
+def test_bad_on_exists_names_the_value_and_the_choices(choice: object) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        check_on_exists(choice)
+    assert repr(choice) in str(info.value)
+    assert "['update', 'skip', 'fail']" in str(info.value)
+
+
+def test_create_stack_checks_on_exists_before_calling_aws() -> None:
+    """The core entry point checks it (the stack functions below it trust it): no client
+    is needed to be told."""
+    from tdv_airflow.core import deployment
+
+    with pytest.raises(InvalidInputError, match="invalid on_exists 'replace'"):
+        deployment.create_stack(None, {}, "tdv-iris", on_exists="replace")  # type: ignore[arg-type]
