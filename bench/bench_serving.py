@@ -11,7 +11,7 @@ Run inside the project's venv:  python bench/bench_serving.py [--repeat 15] [--l
 * warm request: one more request through the handler (event parsing, JSON in and out,
   logging) against a bare ``model.predict(prepro_fn(payload))``, for a 100-tree
   RandomForest and one row.
-* with ``--local-run``: the same warm request through ``tdv_airflow.local.run`` (a
+* with ``--local-run``: the same warm request through ``tdv_airflow.local.process`` (a
   deployed stack run in its own process from the artifacts in S3), against the
   in-process handler.
 
@@ -35,9 +35,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tdv_airflow.core.pickling import dumps_by_value
-from tdv_airflow.core.resources import default_lambda_source_path
-from tdv_airflow.local.aws import LocalAws
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the harness shared with the tests (testkit)
+
+from tdv_airflow.core.pickling import dumps_by_value  # noqa: E402
+from tdv_airflow.core.resources import default_lambda_source_path  # noqa: E402
+from tdv_airflow.local.aws import LocalAws  # noqa: E402
 
 BUCKET = "bench-serving"
 MODEL_KEY = "models/rf100/model.pkl"
@@ -94,7 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--local-run", action="store_true",
-                        help="also time warm requests through tdv_airflow.local.run")
+                        help="also time warm requests through tdv_airflow.local.process")
     args = parser.parse_args()
     logging.getLogger("lbd_request_processor").disabled = True
 
@@ -158,21 +161,17 @@ def main() -> None:
 
 def bench_local_run(aws: LocalAws, model_bytes: bytes, payload: dict[str, Any],
                     warm_ms: float, repeat: int) -> None:
-    from tdv_airflow import Deploy, UserAwsAuth
-    from tdv_airflow.core.clients import AwsClients
     from tdv_airflow.core.layers import Dependencies
-    from tdv_airflow.local.run import LocalFunction
+    from tdv_airflow.local.process import LocalFunction
+    from testkit.deployed import deploy_stack
 
-    auth = UserAwsAuth("testing", "testing", endpoint_url=aws.endpoint_url)
-    deps = Dependencies(from_installed=["sklearn"], compresslevel=1)
-    deploy = Deploy(BUCKET, MODEL_KEY, prepro, auth, region=aws.region,
-                    stack_name="bench-serving", poll_interval=0.2, dependencies=deps)
+    deps = Dependencies(from_installed=("sklearn",), compresslevel=1)
     t0 = time.perf_counter()
-    deploy.deploy(deploy.prepare_deployment(), 0)
+    stack = deploy_stack(aws.endpoint_url, BUCKET, "bench-serving", model=model_bytes,
+                         model_key=MODEL_KEY, prepro_fn=prepro, dependencies=deps)
     deploy_s = time.perf_counter() - t0
-    clients = AwsClients.from_auth(auth, aws.region)
     with tempfile.TemporaryDirectory() as workdir:
-        function = LocalFunction(clients, "bench-serving", workdir=Path(workdir))
+        function = LocalFunction(stack.clients, "bench-serving", workdir=Path(workdir))
         t0 = time.perf_counter()
         function.prepare()
         layout_s = time.perf_counter() - t0

@@ -1,4 +1,5 @@
-"""Shared pieces of the security tests: a model that needs no library, deployments."""
+"""Small models and deployments on the emulator: a model that needs no library, a
+``Deploy`` with fast polling (the base of :func:`testkit.deployed.deploy_stack`)."""
 
 from __future__ import annotations
 
@@ -38,9 +39,17 @@ def put_model(s3: Any, bucket: str, key: str = MODEL_KEY, raw_pickle: bool = Fal
 
 
 def make_deploy(auth: UserAwsAuth, bucket: str, stack_name: str, **kw: Any) -> Deploy:
-    """A ``Deploy`` on the emulator with fast polling."""
-    return Deploy(bucket, kw.pop("model_s3_key", MODEL_KEY), rows_of, auth, region=REGION,
-                  stack_name=stack_name, poll_interval=0.1, max_attempts=100, **kw)
+    """A ``Deploy`` on the emulator with fast polling.
+
+    :param auth: the credentials and the emulator's endpoint.
+    :param bucket: the model's bucket.
+    :param stack_name: the stack.
+    :param kw: further ``Deploy`` arguments; ``model_s3_key`` defaults to
+        :data:`MODEL_KEY`, ``prepro_fn`` to :func:`rows_of`, ``poll_interval`` to 0.1 s.
+    """
+    return Deploy(bucket, kw.pop("model_s3_key", MODEL_KEY), kw.pop("prepro_fn", rows_of),
+                  auth, region=REGION, stack_name=stack_name,
+                  poll_interval=kw.pop("poll_interval", 0.1), max_attempts=100, **kw)
 
 
 def access_denied(exc: BaseException | None) -> bool:

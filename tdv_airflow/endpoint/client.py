@@ -1,4 +1,4 @@
-"""Calling a deployed endpoint the way its authentication mode asks, and checking calls.
+"""Calling a deployed endpoint the way its authentication mode asks.
 
 The stack's ``EndpointAuth`` output says how ``POST /predict`` authenticates its callers:
 
@@ -9,44 +9,20 @@ The stack's ``EndpointAuth`` output says how ``POST /predict`` authenticates its
   stack outputs only the key's id (``ApiKeyId``), :func:`api_key_value` reads its value;
 - ``NONE``: nothing is needed (a public endpoint).
 
-Client side, :func:`call_endpoint` sends a request for any of the modes (the smoke test
-on AWS and the tests against ``tdv-local-run serve`` use it)::
+:func:`call_stack_endpoint` posts to a deployed stack's ``ApiEndpoint`` with what its
+mode needs (it reads the mode and, for ``API_KEY``, the key itself)::
 
-    from tdv_airflow.endpoint.client import call_endpoint
-    answer = call_endpoint(url, {"features": [[5.1, 3.5, 1.4, 0.2]]}, "iam",
-                           session=boto3.Session(profile_name="ml"))
+    from tdv_airflow.endpoint.client import call_stack_endpoint
+    answer = call_stack_endpoint(clients, "iris", {"features": [[5.1, 3.5, 1.4, 0.2]]})
     answer.status, answer.json()
 
-Server side, :class:`EndpointAuthenticator` is what the local stand-in of the API
-(:mod:`tdv_airflow.local.server`) applies before a request reaches the function. What it
-verifies, exactly:
-
-- ``API_KEY``: the ``x-api-key`` header equals the stack's key (compared in constant
-  time); otherwise ``403 {"message": "Forbidden"}``, as API Gateway answers.
-- ``AWS_IAM``: the request has an ``Authorization`` header of the form
-  ``AWS4-HMAC-SHA256 Credential=<key id>/<yyyymmdd>/<region>/execute-api/aws4_request,
-  SignedHeaders=<...>, Signature=<64 hex>``, whose scope names the API's region and the
-  service ``execute-api``; an ``X-Amz-Date`` within 5 minutes of now (API Gateway's
-  allowance) on the scope's day; ``host`` and ``x-amz-date`` among the signed headers, and
-  every signed header present; a ``X-Amz-Content-SHA256``, if sent, equal to the body's
-  digest. When the key id is one whose secret the server knows (the credentials the
-  server itself runs with, plus any given), the signature is recomputed with botocore's
-  ``SigV4Auth`` over the method, path, query, signed headers and body, and must match
-  (and a signed session token must be that credential's token). A key id the server does
-  not know cannot be checked cryptographically: its request is accepted when well formed
-  (``accept_unknown_signers=True``, the default) or refused. Never checked locally:
-  whether the signer's IAM policies allow ``execute-api:Invoke`` (only AWS knows them),
-  and replays within the 5 minutes.
-- ``NONE``: every request passes.
-
-A refused request gets API Gateway's ``403`` body and ``x-amzn-ErrorType``. Neither the
-key's value nor a signature is ever logged.
+:func:`call_endpoint` does the same for any URL and a mode the caller names (the tests
+against ``tdv-local-run serve`` use it). How the local server checks such requests is
+:mod:`tdv_airflow.endpoint.verify`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import json
 import logging
@@ -54,37 +30,33 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from tdv_airflow.core.stacks import describe, outputs_of
 from tdv_airflow.core.validation import ENDPOINT_AUTH_MODES, check_endpoint_auth
-from tdv_airflow.exceptions import EndpointAuthError
+from tdv_airflow.exceptions import EndpointAuthError, StackNotFoundError
 
 log = logging.getLogger(__name__)
 
 #: The SigV4 service name of API Gateway's invoke endpoints.
 EXECUTE_API = "execute-api"
-#: How far ``X-Amz-Date`` may be from the server's clock (API Gateway allows 5 minutes).
-MAX_CLOCK_SKEW = timedelta(minutes=5)
-_AUTH_RE = re.compile(
-    r"^AWS4-HMAC-SHA256 Credential=(?P<credential>[^,\s]+),\s*"
-    r"SignedHeaders=(?P<signed>[a-z0-9;_.-]+),\s*Signature=(?P<signature>[0-9a-f]{64})$")
 _HOST_RE = re.compile(r"^[a-z0-9]+\.execute-api\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
-_AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 _TEMPLATE_TO_MODE = {value: mode for mode, value in ENDPOINT_AUTH_MODES.items()}
-
 
 
 # ------------------------------------------------------------------ the stack's mode
 
-def _stack(clients: Any, stack: str | Mapping[str, Any]) -> Mapping[str, Any]:
+def resolve_stack(clients: Any, stack: str | Mapping[str, Any]) -> Mapping[str, Any]:
+    """A stack's ``describe_stacks`` entry.
+
+    :param clients: clients with a ``cloudformation`` client.
+    :param stack: the stack's name (described now), or its entry (returned as it is).
+    :raises StackNotFoundError: when the named stack does not exist.
+    """
     if not isinstance(stack, str):
         return stack
-    from tdv_airflow.core.stacks import describe
-    from tdv_airflow.exceptions import StackNotFoundError
-
     found = describe(clients.cloudformation, stack)
     if found is None:
         raise StackNotFoundError(stack)
@@ -100,18 +72,13 @@ def endpoint_auth_of(stack: Mapping[str, Any]) -> str:
 
     :param stack: a ``describe_stacks`` entry.
     """
-    outputs = {o["OutputKey"]: o.get("OutputValue") for o in stack.get("Outputs") or []}
     params = {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters") or []}
-    value = outputs.get("EndpointAuth") or params.get("EndpointAuth")
+    value = outputs_of(stack).get("EndpointAuth") or params.get("EndpointAuth")
     if not value:
         log.warning("stack %s declares no EndpointAuth: treating its endpoint as public",
                     stack.get("StackName"))
         return "none"
     return check_endpoint_auth(_TEMPLATE_TO_MODE.get(str(value), str(value)))
-
-
-def _apigateway(clients: Any) -> Any:
-    return clients.apigateway
 
 
 def api_key_value(clients: Any, stack: str | Mapping[str, Any]) -> str:
@@ -126,15 +93,15 @@ def api_key_value(clients: Any, stack: str | Mapping[str, Any]) -> str:
     :param stack: the stack's name, or its ``describe_stacks`` entry.
     :raises EndpointAuthError: when the stack has no API key.
     """
-    described = _stack(clients, stack)
-    outputs = {o["OutputKey"]: o.get("OutputValue") for o in described.get("Outputs") or []}
+    described = resolve_stack(clients, stack)
+    outputs = outputs_of(described)
     key_id = outputs.get("ApiKeyId")
     if not key_id:
         raise EndpointAuthError(
             f"stack {described.get('StackName')!r} has no ApiKeyId output: it was not "
             f"deployed with endpoint_auth='api_key' (its EndpointAuth is "
             f"{outputs.get('EndpointAuth')!r})")
-    value = _apigateway(clients).get_api_key(apiKey=key_id, includeValue=True).get("value")
+    value = clients.apigateway.get_api_key(apiKey=key_id, includeValue=True).get("value")
     if not value:
         raise EndpointAuthError(f"API Gateway returned no value for the API key {key_id} of "
                                 f"stack {described.get('StackName')!r}")
@@ -175,7 +142,8 @@ def region_of(url: str, session: Any = None) -> str:
 
     :param url: an ``https://{api}.execute-api.{region}.amazonaws.com/...`` URL, or a local
         one.
-    :param session: a boto3 Session whose region is used for a local URL.
+    :param session: a boto3 Session (or :class:`~tdv_airflow.core.clients.AwsClients`)
+        whose region is used for a local URL.
     :raises EndpointAuthError: when neither gives a region.
     """
     host = urllib.parse.urlsplit(url).hostname or ""
@@ -197,6 +165,20 @@ def _body(payload: Any) -> bytes:
     return json.dumps(payload).encode("utf-8")
 
 
+def _signing_credentials(session: Any, credentials: Any) -> Any:
+    if credentials is None:
+        if session is None:
+            import boto3
+
+            session = boto3.Session()
+        credentials = session.get_credentials()
+    if credentials is None:
+        raise EndpointAuthError("endpoint_auth 'iam' needs AWS credentials to sign the "
+                                "request, and the session has none")
+    frozen = getattr(credentials, "get_frozen_credentials", None)
+    return frozen() if frozen is not None else credentials
+
+
 def call_endpoint(
     url: str,
     payload: Any,
@@ -207,6 +189,7 @@ def call_endpoint(
     region: str | None = None,
     headers: Mapping[str, str] | None = None,
     timeout: float = 35.0,
+    credentials: Any = None,
 ) -> EndpointResponse:
     """POST ``payload`` to ``url`` with what ``auth_mode`` needs.
 
@@ -224,6 +207,8 @@ def call_endpoint(
     :param region: the signing region (default: from the URL, else the session's).
     :param headers: further request headers.
     :param timeout: seconds to wait for the answer (API Gateway gives up after 29 s).
+    :param credentials: botocore credentials that sign instead of the session's, e.g.
+        :meth:`AwsClients.credentials() <tdv_airflow.core.clients.AwsClients.credentials>`.
     :raises EndpointAuthError: when the URL, the credentials or the key are unusable.
     """
     from botocore.auth import SigV4Auth
@@ -239,15 +224,7 @@ def call_endpoint(
     request = AWSRequest(method="POST", url=url, data=_body(payload),
                          headers={"Content-Type": "application/json", **(headers or {})})
     if mode == "iam":
-        if session is None:
-            import boto3
-
-            session = boto3.Session()
-        credentials = session.get_credentials()
-        if credentials is None:
-            raise EndpointAuthError("endpoint_auth 'iam' needs AWS credentials to sign the "
-                                    "request, and the session has none")
-        SigV4Auth(credentials.get_frozen_credentials(), EXECUTE_API,
+        SigV4Auth(_signing_credentials(session, credentials), EXECUTE_API,
                   region or region_of(url, session)).add_auth(request)
     elif mode == "api_key":
         if not api_key:
@@ -266,193 +243,41 @@ def call_endpoint(
     return answer
 
 
-# ------------------------------------------------------------------------ the server
+def call_stack_endpoint(clients: Any, stack: str | Mapping[str, Any], payload: Any, *,
+                        session: Any = None, headers: Mapping[str, str] | None = None,
+                        timeout: float = 35.0) -> EndpointResponse:
+    """POST ``payload`` to a deployed stack's ``ApiEndpoint`` with what its mode needs.
 
-@dataclass(frozen=True)
-class Refusal:
-    """Why a request is refused, as API Gateway would say it.
+    The mode comes from the stack (:func:`endpoint_auth_of`): ``"iam"`` signs with the
+    session's credentials, else the clients' own (:meth:`AwsClients.credentials()
+    <tdv_airflow.core.clients.AwsClients.credentials>`), for the URL's region (the
+    clients' for a local URL); ``"api_key"`` sends the stack's key
+    (:func:`api_key_value`, which needs ``apigateway:GetApiKey``); ``"none"`` sends
+    neither. An HTTP error status is returned, not raised.
 
-    :param status: the HTTP status (403).
-    :param message: the ``message`` of the JSON body.
-    :param error_type: the ``x-amzn-ErrorType`` header.
+    :param clients: :class:`~tdv_airflow.core.clients.AwsClients` of the stack's account
+        and region.
+    :param stack: the stack's name, or its ``describe_stacks`` entry.
+    :param payload: ``bytes``/``str`` sent as they are, anything else as JSON.
+    :param session: a boto3 Session whose credentials sign (``"iam"``); default: the
+        clients' credentials.
+    :param headers: further request headers.
+    :param timeout: seconds to wait for the answer.
+    :raises StackNotFoundError: when the named stack does not exist.
+    :raises EndpointAuthError: when the stack has no ``ApiEndpoint`` output, or its mode's
+        credentials or key are unusable.
     """
-
-    status: int
-    message: str
-    error_type: str
-
-
-_MISSING_TOKEN = Refusal(403, "Missing Authentication Token", "MissingAuthenticationTokenException")
-_FORBIDDEN = Refusal(403, "Forbidden", "ForbiddenException")
-_MISMATCH = Refusal(403, "The request signature we calculated does not match the signature "
-                         "you provided. Check your AWS Secret Access Key and signing method.",
-                    "InvalidSignatureException")
-
-
-def _incomplete(detail: str) -> Refusal:
-    return Refusal(403, f"Authorization header is malformed: {detail}",
-                   "IncompleteSignatureException")
-
-
-def _header(headers: Mapping[str, str | list[str]], name: str) -> str | None:
-    for key, value in headers.items():
-        if key.lower() == name:
-            return ",".join(value) if isinstance(value, list) else value
-    return None
-
-
-@dataclass
-class EndpointAuthenticator:
-    """Checks requests against an endpoint's authentication mode (see the module doc).
-
-    :param mode: ``"iam"``, ``"api_key"`` or ``"none"``.
-    :param region: the API's region (the SigV4 scope must name it).
-    :param api_key: the key's value (``"api_key"`` mode).
-    :param credentials: botocore credentials whose signatures are verified, e.g. the
-        server's own; keyed by access key id.
-    :param accept_unknown_signers: accept a well-formed signature by an access key the
-        server does not know (it cannot be verified); ``False`` refuses it.
-    """
-
-    mode: str
-    region: str = "us-east-1"
-    api_key: str | None = field(default=None, repr=False)
-    credentials: dict[str, Any] = field(default_factory=dict, repr=False)
-    accept_unknown_signers: bool = True
-
-    def __post_init__(self) -> None:
-        self.mode = check_endpoint_auth(self.mode)
-        if self.mode == "api_key" and not self.api_key:
-            raise EndpointAuthError("an API_KEY endpoint needs the key's value to check "
-                                    "requests against")
-
-    @classmethod
-    def for_stack(cls, clients: Any, stack: str | Mapping[str, Any], *,
-                  credentials: Iterable[Any] = (),
-                  accept_unknown_signers: bool = True) -> EndpointAuthenticator:
-        """The authenticator of a deployed stack: its mode, key and region.
-
-        :param clients: the clients the server runs with; their credentials are known
-            signers.
-        :param stack: the stack's name, or its ``describe_stacks`` entry.
-        :param credentials: further known signers (botocore credentials).
-        :param accept_unknown_signers: see the class.
-        :raises EndpointAuthError: when an ``API_KEY`` stack's key cannot be read.
-        """
-        described = _stack(clients, stack)
-        mode = endpoint_auth_of(described)
-        key = None
-        if mode == "api_key":
-            try:
-                key = api_key_value(clients, described)
-            except EndpointAuthError:
-                raise
-            except Exception as exc:  # botocore ClientError, connection errors
-                raise EndpointAuthError(
-                    f"cannot read the API key of stack {described.get('StackName')!r} "
-                    f"(apigateway:GetApiKey): {exc}") from exc
-        known: dict[str, Any] = {}
-        for creds in (_client_credentials(clients), *credentials):
-            if creds is not None:
-                known[creds.access_key] = creds
-        return cls(mode, region=clients.region_name, api_key=key, credentials=known,
-                   accept_unknown_signers=accept_unknown_signers)
-
-    def check(self, method: str, url: str, headers: Mapping[str, str | list[str]],
-              body: bytes | None, now: datetime | None = None) -> Refusal | None:
-        """``None`` when the request may reach the function, else why not.
-
-        :param method: the HTTP method.
-        :param url: the full URL as the client addressed it (``http://host:port/path?q``).
-        :param headers: the request headers.
-        :param body: the request body.
-        :param now: the current time (for tests).
-        """
-        if self.mode == "none":
-            return None
-        if self.mode == "api_key":
-            sent = _header(headers, "x-api-key") or ""
-            assert self.api_key is not None
-            if not hmac.compare_digest(sent.encode(), self.api_key.encode()):
-                return _FORBIDDEN
-            return None
-        return self._check_sigv4(method, url, headers, body or b"", now or datetime.now(UTC))
-
-    def _check_sigv4(self, method: str, url: str, headers: Mapping[str, str | list[str]],
-                     body: bytes, now: datetime) -> Refusal | None:
-        authorization = _header(headers, "authorization")
-        if not authorization:
-            return _MISSING_TOKEN
-        match = _AUTH_RE.match(authorization.strip())
-        if not match:
-            return _incomplete("expected 'AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., "
-                               "Signature=...'")
-        parts = match.group("credential").split("/")
-        if len(parts) != 5 or parts[4] != "aws4_request" or not re.fullmatch(r"\d{8}", parts[1]):
-            return _incomplete("Credential must be <key id>/<yyyymmdd>/<region>/<service>/"
-                               "aws4_request")
-        key_id, day, scope_region, service = parts[:4]
-        if service != EXECUTE_API:
-            return _incomplete(f"the credential scope names the service {service!r}, not "
-                               f"{EXECUTE_API!r}")
-        if scope_region != self.region:
-            return _incomplete(f"the credential scope names the region {scope_region!r}, not "
-                               f"{self.region!r}")
-        signed = match.group("signed").split(";")
-        if "host" not in signed or "x-amz-date" not in signed:
-            return _incomplete("SignedHeaders must include host and x-amz-date")
-        missing = [name for name in signed if _header(headers, name) is None]
-        if missing:
-            return _incomplete(f"signed headers {missing} are missing from the request")
-        amz_date = _header(headers, "x-amz-date") or ""
-        try:
-            when = datetime.strptime(amz_date, _AMZ_DATE_FORMAT).replace(tzinfo=UTC)
-        except ValueError:
-            return _incomplete("X-Amz-Date must be yyyymmddThhmmssZ")
-        if amz_date[:8] != day:
-            return _incomplete("X-Amz-Date is not on the credential scope's day")
-        if abs(now - when) > MAX_CLOCK_SKEW:
-            return Refusal(403, f"Signature expired: {amz_date} is more than 5 min from now",
-                           "InvalidSignatureException")
-        content_sha = _header(headers, "x-amz-content-sha256")
-        if content_sha is not None and content_sha != hashlib.sha256(body).hexdigest():
-            return _MISMATCH
-        creds = self.credentials.get(key_id)
-        if creds is None:
-            if self.accept_unknown_signers:
-                log.info("SigV4 request by an access key this server does not know: accepted "
-                         "as well formed, its signature not verified")
-                return None
-            return Refusal(403, "The security token included in the request is invalid.",
-                           "UnrecognizedClientException")
-        token = _header(headers, "x-amz-security-token")
-        token_signed = "x-amz-security-token" in signed
-        if (creds.token or token) and (token != creds.token or not token_signed):
-            return Refusal(403, "The security token included in the request is invalid.",
-                           "UnrecognizedClientException")
-        expected = _signature(creds, self.region, method, url,
-                              {name: _header(headers, name) or "" for name in signed},
-                              body, amz_date)
-        if not hmac.compare_digest(expected, match.group("signature")):
-            return _MISMATCH
-        return None
-
-
-def _signature(credentials: Any, region: str, method: str, url: str,
-               signed_headers: Mapping[str, str], body: bytes, amz_date: str) -> str:
-    """The SigV4 signature botocore computes for this request at ``amz_date``."""
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-
-    auth = SigV4Auth(credentials, EXECUTE_API, region)
-    request = AWSRequest(method=method, url=url, data=body, headers=dict(signed_headers))
-    request.context["timestamp"] = amz_date
-    canonical = auth.canonical_request(request)
-    return str(auth.signature(auth.string_to_sign(request, canonical), request))
-
-
-def _client_credentials(clients: Any) -> Any:
-    """The frozen credentials the clients sign with (``None`` when there are none)."""
-    from tdv_airflow.local.run import _credentials
-
-    return _credentials(clients)
+    described = resolve_stack(clients, stack)
+    url = outputs_of(described).get("ApiEndpoint")
+    if not url:
+        raise EndpointAuthError(f"stack {described.get('StackName')!r} has no ApiEndpoint "
+                                "output: it is not a tdv-airflow endpoint stack, or it is "
+                                f"not complete (its status is {described.get('StackStatus')})")
+    mode = endpoint_auth_of(described)
+    api_key = api_key_value(clients, described) if mode == "api_key" else None
+    credentials = None
+    if mode == "iam" and session is None:
+        credentials = clients.credentials()
+    return call_endpoint(url, payload, mode, session=session, api_key=api_key,
+                         region=region_of(url, clients), headers=headers,
+                         timeout=timeout, credentials=credentials)

@@ -14,8 +14,8 @@ From the shell (``pip install 'tdv-airflow[local]'``)::
     tdv-local-aws stop
 
 The server runs in its own process (``python -m tdv_airflow.local.moto_server``, moto's
-server with one fidelity fix) so that several
-processes (an Airflow task runner, a triggerer, the tests) see the same resources.
+server with small, documented fidelity fixes) so that several processes (an Airflow task
+runner, a triggerer, the tests) see the same resources.
 """
 
 from __future__ import annotations
@@ -88,6 +88,10 @@ class LocalAws:
     :param region: the region the emulator's clients use.
     :param startup_timeout: seconds to wait for the server to answer.
     :param log_path: where the server's output goes (discarded when ``None``).
+    :param pid: the server's process id, once started (or of one started before).
+    :param fixes: the fidelity fixes to install (names from
+        :data:`tdv_airflow.local.moto_server.FIXES`); ``None``: all. ``()`` runs moto as
+        it is, e.g. to show what a fix is for.
     """
 
     port: int | None = None
@@ -95,6 +99,7 @@ class LocalAws:
     startup_timeout: float = 20.0
     log_path: Path | None = None
     pid: int | None = None
+    fixes: tuple[str, ...] | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -109,6 +114,9 @@ class LocalAws:
             self.port = free_port()
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, "MOTO_PORT": str(self.port)}
+        env.pop("TDV_MOTO_FIXES", None)
+        if self.fixes is not None:
+            env["TDV_MOTO_FIXES"] = ",".join(self.fixes)
         proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             [sys.executable, "-m", "tdv_airflow.local.moto_server", "-H", "127.0.0.1",
              "-p", str(self.port)],

@@ -1,10 +1,12 @@
 """The demo: the nightly retrain-and-deploy DAG, run once on the embedded local AWS.
 
 ``python3 dev.py demo`` (or ``python -m tdv_airflow.local.demo`` inside the venv) starts a
-local AWS emulator, gives Airflow a private home (``.tdv/demo-airflow``) whose
-``aws_default`` connection points at it, runs ``airflow dags test retrain_and_deploy``
-(train → prepare → create stack → deferrable sensor → smoke test), and prints each task,
-the endpoint and the prediction the deployed function served.
+local AWS emulator, creates the bucket there, gives Airflow a private home
+(``.tdv/demo-airflow``) whose ``aws_default`` connection points at the emulator and whose
+configuration defers waiting tasks, runs ``airflow dags test retrain_and_deploy`` with the
+bucket as its ``bucket`` Param (train → prepare → create stack → deferrable sensor →
+smoke test → retire old versions), and prints each task, the endpoint and the
+prediction the deployed function served.
 
 ``python3 dev.py demo --without-airflow`` runs the same deployment through the
 ``Deploy`` class instead. Both need the ``dev`` extra (moto, scikit-learn).
@@ -24,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tdv_airflow.core.clients import UserAwsAuth
 from tdv_airflow.local.aws import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, LocalAws
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,15 +54,23 @@ def _step(text: str) -> None:
 
 
 def _airflow_env(aws: LocalAws, home: Path) -> dict[str, str]:
+    """Airflow's environment: a private home, the emulator as ``aws_default``, waiting
+    tasks deferred to the (in-line) triggerer, stack polls every 2 s."""
     env = {**os.environ, **aws.environ(),
            "AIRFLOW_HOME": str(home),
            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           "TDV_SENSOR_MODE": "deferrable",
-           "TDV_POKE_INTERVAL": "2",
-           "TDV_BUCKET": BUCKET}
+           "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "true",
+           "AIRFLOW__TDV_AIRFLOW__POLL_INTERVAL": "2"}
     env.pop("AWS_PROFILE", None)
     return env
+
+
+def _create_bucket(aws: LocalAws) -> None:
+    """Create the demo's bucket on the emulator (the DAG expects it to exist)."""
+    auth = UserAwsAuth(FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, endpoint_url=aws.endpoint_url)
+    auth.session(aws.region).client("s3", endpoint_url=aws.endpoint_url).create_bucket(
+        Bucket=BUCKET)
 
 
 _READ_RUN = """
@@ -93,20 +104,25 @@ def run_dag() -> int:
     with LocalAws() as aws:
         print(f"    endpoint: {aws.endpoint_url}")
         env = _airflow_env(aws, home)
+        _create_bucket(aws)
+        print(f"    bucket:   s3://{BUCKET}")
         _step(f"airflow db migrate (AIRFLOW_HOME={home.relative_to(ROOT)})")
         subprocess.run([airflow, "db", "migrate"], env=env, check=True,  # noqa: S603 - fixed argv, no shell
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         log = home / "dags-test.log"
         _step(f"airflow dags test {DAG_ID}: train -> prepare -> create stack -> "
-              f"wait (deferrable) -> smoke test   (full log: {log.relative_to(ROOT)})")
+              f"wait (deferrable) -> smoke test -> retire old versions   "
+              f"(full log: {log.relative_to(ROOT)})")
         with log.open("w") as out:
-            code = subprocess.call([airflow, "dags", "test", DAG_ID],  # noqa: S603 - fixed argv
-                                   env=env, stdout=out, stderr=subprocess.STDOUT)
+            code = subprocess.call(  # noqa: S603 - fixed argv
+                [airflow, "dags", "test", DAG_ID, "-c", json.dumps({"bucket": BUCKET})],
+                env=env, stdout=out, stderr=subprocess.STDOUT)
         done = subprocess.run(  # noqa: S603 - our own snippet, fixed argv
             [sys.executable, "-c", _READ_RUN, DAG_ID], env=env, capture_output=True, text=True,
             check=True)
     run = json.loads(done.stdout.strip().splitlines()[-1])
-    order = ["train_model", "prepare_deployment", "create_stack", "wait_for_stack", "smoke_test"]
+    order = ["train_model", "prepare_deployment", "create_stack", "wait_for_stack", "smoke_test",
+             "retire_old_versions"]
     for task_id, state in sorted(run["tis"].items(),
                                  key=lambda item: order.index(item[0]) if item[0] in order else 99):
         print(f"    {task_id:20s} {state}")
@@ -119,8 +135,9 @@ def run_dag() -> int:
     print(f"    stack:        {endpoint['stack_name']} ({endpoint['stack_status']})")
     print(f"    api_name:     {endpoint['api_name']}")
     print(f"    api_endpoint: {endpoint['api_endpoint']}")
-    print(f"    prediction:   {run['xcoms']['smoke_test']} for the smoke test's two irises, "
-          "served by the deployed function run locally (the emulator runs no Lambda)")
+    print(f"    prediction:   {run['xcoms']['smoke_test']['predictions']} for the smoke test's "
+          "two irises, served by the deployed function run locally (the emulator runs no "
+          "Lambda)")
     return 0
 
 
@@ -129,10 +146,10 @@ def run_deploy_api() -> int:
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
-    from tdv_airflow import Deploy, UserAwsAuth
+    from tdv_airflow import Deploy
     from tdv_airflow.core.clients import AwsClients
     from tdv_airflow.core.layers import Dependencies
-    from tdv_airflow.local.run import invoke_deployed
+    from tdv_airflow.local.process import invoke_deployed
 
     logging.basicConfig(level=logging.INFO, format="    %(message)s")
     _step("starting the embedded local AWS (moto server)")

@@ -1,4 +1,4 @@
-"""The child process of :mod:`tdv_airflow.local.run`: one warm Lambda execution environment.
+"""The child process of :mod:`tdv_airflow.local.process`: one warm Lambda execution environment.
 
 This file is copied next to the laid-out function and run as
 ``python -I -S _lambda_runner.py TASK_DIR OPT_DIR RUNTIME_DIR HANDLER``. It uses the

@@ -1,32 +1,57 @@
-"""Start moto's server with one fidelity fix (used by :mod:`tdv_airflow.local.aws`).
+"""Start moto's server with tdv-airflow's fidelity fixes installed (used by
+:mod:`tdv_airflow.local.aws`).
 
-In moto 5.2, ``Ref`` to an ``AWS::Lambda::LayerVersion`` resolves to the Python object
-instead of the layer version's ARN, as AWS returns. A function that lists such a layer
-is then created without it, and any stack update of that function fails with
-``'LayerVersion' object has no attribute 'replace'``. Giving the class the
-``physical_resource_id`` CloudFormation reads makes ``Ref`` return the ARN. Nothing else
-in moto is changed; without moto the module is not importable (the ``local`` extra).
+Each fix is its own module, documenting what moto lacks and what AWS does:
+:mod:`~tdv_airflow.local.fix_layer_ref` (``Ref`` to a Lambda layer version is its ARN)
+and :mod:`~tdv_airflow.local.fix_api_keys` (CloudFormation API keys and usage plans).
+``TDV_MOTO_FIXES`` (comma-separated names of :data:`FIXES`, empty for none) chooses
+which are installed; unset, all are. Without moto the module is not importable (the
+``local`` extra).
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
+from collections.abc import Iterable
+
+from tdv_airflow.exceptions import InvalidInputError
+
+#: The fidelity fixes, by module name under :mod:`tdv_airflow.local`, in install order.
+FIXES = ("fix_layer_ref", "fix_api_keys")
+#: The environment variable naming the fixes to install (all when unset).
+FIXES_ENV = "TDV_MOTO_FIXES"
 
 
-def _patch_layer_version_ref() -> None:
-    from moto.awslambda.models import LayerVersion
+def chosen_fixes(value: str | None) -> tuple[str, ...]:
+    """The fixes a ``TDV_MOTO_FIXES`` value names (all of :data:`FIXES` for ``None``).
 
-    if "physical_resource_id" not in vars(LayerVersion):
-        LayerVersion.physical_resource_id = property(  # type: ignore[attr-defined]
-            lambda self: self.arn)
+    :param value: comma-separated fix names, or ``None``.
+    :raises InvalidInputError: on a name that is not in :data:`FIXES`.
+    """
+    if value is None:
+        return FIXES
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = [name for name in names if name not in FIXES]
+    if unknown:
+        raise InvalidInputError(f"{FIXES_ENV} names unknown fixes {unknown}: expected a "
+                         f"comma-separated subset of {list(FIXES)}")
+    return names
+
+
+def install_fixes(names: Iterable[str] = FIXES) -> None:
+    """Install fixes into this process's moto (before its server starts).
+
+    :param names: fix module names from :data:`FIXES`.
+    """
+    for name in names:
+        importlib.import_module(f"tdv_airflow.local.{name}").install()
 
 
 def main() -> None:
-    """Run ``moto.server`` with the fix applied; arguments as ``moto_server``'s."""
-    _patch_layer_version_ref()
-    from tdv_airflow.local.fix_api_keys import install as install_api_key_models
-
-    install_api_key_models()
+    """Run ``moto.server`` with the fixes installed; arguments as ``moto_server``'s."""
+    install_fixes(chosen_fixes(os.environ.get(FIXES_ENV)))
     from moto.server import main as moto_main
 
     moto_main(sys.argv[1:])

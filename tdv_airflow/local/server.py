@@ -1,5 +1,5 @@
 """A local stand-in for the deployed API: HTTP requests in, the deployed function's
-answers out (see :mod:`tdv_airflow.local.run`).
+answers out (see :mod:`tdv_airflow.local.process`).
 
 Routing follows the REST API of the shipped template: only ``POST /predict`` (also
 ``POST /{stage}/predict``, as in the real URL) reaches the function; any other path or
@@ -9,7 +9,7 @@ model stays loaded.
 
 Requests are authenticated as the deployed API would: the mode the stack was deployed
 with (its ``EndpointAuth``) is enforced by an
-:class:`~tdv_airflow.endpoint.client.EndpointAuthenticator` (``API_KEY``: the stack's key
+:class:`~tdv_airflow.endpoint.verify.EndpointAuthenticator` (``API_KEY``: the stack's key
 in ``x-api-key``; ``AWS_IAM``: a well-formed SigV4 signature for ``execute-api``, verified
 when the signer's credentials are the server's own; ``NONE``: open). A refused request
 gets API Gateway's 403 and never reaches the function.
@@ -26,8 +26,10 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tdv_airflow.endpoint.client import EndpointAuthenticator
-from tdv_airflow.local.run import DeployedFunction, LocalFunction, api_gateway_event
+from tdv_airflow.endpoint.verify import EndpointAuthenticator
+from tdv_airflow.local.events import function_event
+from tdv_airflow.local.find import DeployedFunction
+from tdv_airflow.local.process import LocalFunction
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +94,8 @@ def _make_handler(function: LocalFunction, authenticator: EndpointAuthenticator 
                     self._gateway(refusal.status, refusal.message, refusal.error_type)
                     return
             query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
-            account = fn.function_arn.split(":")[4] if fn.function_arn.count(":") >= 4 else ""
-            event = api_gateway_event(
-                body, method=self.command, path="/predict", headers=headers, query=query,
-                stage=fn.stage_name, api_id=fn.api_id, region=fn.region,
-                account_id=account or "123456789012", source_ip=self.client_address[0])
+            event = function_event(fn, body, method=self.command, headers=headers,
+                                   query=query, source_ip=self.client_address[0])
             result = function.invoke_event(event)
             response = result.response
             out_headers: dict[str, list[str]] = {}

@@ -14,12 +14,11 @@ import pytest
 
 from tdv_airflow import UserAwsAuth
 from tdv_airflow.core import stacks
-from tdv_airflow.core.clients import AwsClients
-from tdv_airflow.endpoint.client import EndpointAuthenticator, api_key_value, call_endpoint
+from tdv_airflow.endpoint.client import api_key_value, call_endpoint
+from tdv_airflow.endpoint.verify import EndpointAuthenticator
 from tdv_airflow.local.aws import LocalAws
-from tdv_airflow.local.run import LocalFunction
-from tdv_airflow.local.server import serve_in_thread
-from testkit.models import REGION, make_deploy, put_model
+from testkit.deployed import deploy_stack, serving
+from testkit.models import make_deploy, put_model
 
 #: prepare's key of each artifact kind.
 KEYS = {"layer": "s3_layer_key", "prepro_fn": "s3_prepro_fn_location",
@@ -76,35 +75,24 @@ def test_no_secret_in_results_outputs_or_logs(aws: LocalAws, s3: Any, bucket: st
                                               caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="tdv_airflow")
     caplog.set_level(logging.INFO)
-    put_model(s3, bucket)
-    auth = UserAwsAuth("AKIATDVSECRETTEST000", SECRET, endpoint_url=aws.endpoint_url)
-    deploy = make_deploy(auth, bucket, "tdv-secrets", endpoint_auth="api_key")
-    prepared = deploy.prepare_deployment()
-    created = deploy.create_stack(prepared, 0)
-    endpoint = deploy.deploy(prepared, 0)
-    clients = AwsClients.from_auth(auth, REGION)
+    deployed = deploy_stack(aws.endpoint_url, bucket, "tdv-secrets", endpoint_auth="api_key",
+                            credentials=("AKIATDVSECRETTEST000", SECRET))
+    prepared, created, endpoint = deployed.prepared, deployed.created, deployed.endpoint
+    clients = deployed.clients
     stack = stacks.describe(clients.cloudformation, "tdv-secrets")
     assert stack is not None
     key = api_key_value(clients, stack)
     assert len(key) >= 20
-    function = LocalFunction(clients, "tdv-secrets", workdir=tmp_path)
-    server, thread = serve_in_thread(function)
-    try:
-        host, port = server.server_address[:2]
-        url = f"http://{host!s}:{port}/predict"
+    with serving(clients, "tdv-secrets", tmp_path) as server:
+        url = f"{server.base_url}/predict"
         answered = call_endpoint(url, {"rows": [[1, 2]]}, "api_key", api_key=key)
         refused = call_endpoint(url, {"rows": [[1, 2]]}, "api_key", api_key="x" * 40)
         authenticator = EndpointAuthenticator.for_stack(clients, "tdv-secrets")
-    finally:
-        server.shutdown()
-        server.server_close()
-        function.close()
-        thread.join(5)
     assert (answered.status, refused.status) == (200, 403)
     shown = {"prepare": prepared, "create": created, "endpoint": endpoint,
              "stack": stack, "responses": [answered.body.decode(), refused.body.decode(),
                                            dict(answered.headers), dict(refused.headers)],
-             "authenticator": repr(authenticator), "auth": repr(auth)}
+             "authenticator": repr(authenticator), "auth": repr(deployed.auth)}
     text = json.dumps(shown, default=str)
     logs = caplog.text
     assert endpoint["outputs"]["ApiKeyId"]  # the id is shown, the value never

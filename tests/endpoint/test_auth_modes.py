@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,18 +19,14 @@ import pytest
 
 from tdv_airflow import UserAwsAuth
 from tdv_airflow.core.clients import AwsClients
-from tdv_airflow.core.iam import evaluate
-from tdv_airflow.endpoint.client import (
-    EndpointAuthenticator,
-    EndpointAuthError,
-    api_key_value,
-    call_endpoint,
-)
-from tdv_airflow.exceptions import InvalidInputError
-from tdv_airflow.local.aws import LocalAws, free_port
-from tdv_airflow.local.run import LocalFunction
-from tdv_airflow.local.server import serve_in_thread
-from testkit.models import REGION, make_deploy, put_model
+from tdv_airflow.core.stacks import describe
+from tdv_airflow.endpoint.client import api_key_value, call_endpoint, call_stack_endpoint
+from tdv_airflow.endpoint.verify import EndpointAuthenticator
+from tdv_airflow.exceptions import EndpointAuthError, InvalidInputError, StackNotFoundError
+from tdv_airflow.local.aws import LocalAws
+from testkit.deployed import deploy_stack, serving, serving_cli
+from testkit.models import REGION, make_deploy
+from testkit.template_checks import evaluate
 
 BUCKET = "tdv-sec-auth-modes"
 PAYLOAD = {"rows": [[1, 2, 3], [4, 5, 6]]}
@@ -65,35 +59,17 @@ def deployed(local_aws: LocalAws, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[Deployed]:
     """One stack per mode, each served by a local server enforcing the stack's mode."""
     local_aws.reset()
-    auth = UserAwsAuth("testing", "testing", endpoint_url=local_aws.endpoint_url)
-    session = auth.session(REGION)
-    s3 = session.client("s3", endpoint_url=local_aws.endpoint_url)
-    s3.create_bucket(Bucket=BUCKET)
-    put_model(s3, BUCKET)
-    clients = AwsClients.from_auth(auth, REGION)
     workdir = tmp_path_factory.mktemp("local-run")
     served: dict[str, Served] = {}
-    running: list[tuple[Any, Any, LocalFunction]] = []
-    try:
+    with ExitStack() as running:
         for mode in MODES:
-            stack_name = f"tdv-sec-{mode.replace('_', '')}"
-            deploy = make_deploy(auth, BUCKET, stack_name, endpoint_auth=mode)
-            response = deploy.prepare_deployment()
-            result = deploy.deploy(response, 0)
-            function = LocalFunction(clients, stack_name, workdir=workdir)
-            server, thread = serve_in_thread(function)
-            running.append((server, thread, function))
-            host, port = server.server_address[:2]
-            served[mode] = Served(mode, stack_name, result["outputs"], response,
-                                  f"http://{host!s}:{port}/{result['outputs']['StageName']}"
-                                  "/predict")
-        yield Deployed(local_aws, auth, clients, session, served)
-    finally:
-        for server, thread, function in running:
-            server.shutdown()
-            server.server_close()
-            function.close()
-            thread.join(5)
+            stack = deploy_stack(local_aws.endpoint_url, BUCKET,
+                                 f"tdv-sec-{mode.replace('_', '')}", endpoint_auth=mode)
+            server = running.enter_context(serving(stack.clients, stack.stack_name, workdir))
+            assert server.stage_name == stack.outputs["StageName"]
+            served[mode] = Served(mode, stack.stack_name, stack.outputs, stack.prepared,
+                                  server.url)
+        yield Deployed(local_aws, stack.auth, stack.clients, stack.session, served)
 
 
 def predict_method(deployed: Deployed, outputs: dict[str, str]) -> dict[str, Any]:
@@ -136,6 +112,64 @@ def test_a_call_with_what_the_mode_needs_is_answered(deployed: Deployed, mode: s
     answer = call_endpoint(served.url, PAYLOAD, mode, session=deployed.session, api_key=key)
     assert answer.status == 200, answer.body
     assert answer.json() == {"predictions": EXPECTED}
+
+
+def served_at(deployed: Deployed, mode: str, url: str) -> dict[str, Any]:
+    """The stack of ``mode`` as ``describe_stacks`` shows it, its ``ApiEndpoint`` output
+    pointing at ``url`` (the emulator's own endpoint URL answers nothing)."""
+    stack = describe(deployed.clients.cloudformation, deployed.served[mode].stack_name)
+    assert stack is not None
+    outputs = stack["Outputs"]
+    assert [o["OutputKey"] for o in outputs].count("ApiEndpoint") == 1
+    return {**stack, "Outputs": [{**o, "OutputValue": url} if o["OutputKey"] == "ApiEndpoint"
+                                 else o for o in outputs]}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_call_stack_endpoint_sends_what_the_stacks_mode_needs(deployed: Deployed,
+                                                             mode: str) -> None:
+    """The mode and the key come from the stack; the clients' credentials sign."""
+    stack = served_at(deployed, mode, deployed.served[mode].url)
+    answer = call_stack_endpoint(deployed.clients, stack, PAYLOAD)
+    assert answer.status == 200, answer.body
+    assert answer.json() == {"predictions": EXPECTED}
+    with_session = call_stack_endpoint(deployed.clients, stack, PAYLOAD,
+                                       session=deployed.session)
+    assert (with_session.status, with_session.json()) == (200, {"predictions": EXPECTED})
+
+
+@pytest.mark.parametrize("mode,server_mode,message", [
+    ("none", "iam", "Missing Authentication Token"),
+    ("none", "api_key", "Forbidden"),
+    ("iam", "api_key", "Forbidden"),
+    ("api_key", "iam", "Missing Authentication Token"),
+])
+def test_call_stack_endpoint_follows_the_stack_not_the_server(
+        deployed: Deployed, mode: str, server_mode: str, message: str) -> None:
+    """A stack whose mode is not the server's sends what its own mode needs: refused."""
+    stack = served_at(deployed, mode, deployed.served[server_mode].url)
+    answer = call_stack_endpoint(deployed.clients, stack, PAYLOAD)
+    assert (answer.status, answer.json()) == (403, {"message": message})
+
+
+def test_call_stack_endpoint_signs_with_the_session_it_is_given(deployed: Deployed) -> None:
+    import boto3
+
+    stack = served_at(deployed, "iam", deployed.served["iam"].url)
+    forged = boto3.Session("testing", "not-the-secret", region_name=REGION)
+    answer = call_stack_endpoint(deployed.clients, stack, PAYLOAD, session=forged)
+    assert answer.status == 403
+    assert "signature we calculated does not match" in answer.json()["message"]
+
+
+def test_call_stack_endpoint_refuses_what_it_cannot_call(deployed: Deployed) -> None:
+    with pytest.raises(StackNotFoundError, match="no-such-stack"):
+        call_stack_endpoint(deployed.clients, "no-such-stack", PAYLOAD)
+    stack = served_at(deployed, "none", deployed.served["none"].url)
+    no_endpoint = {**stack, "Outputs": [o for o in stack["Outputs"]
+                                        if o["OutputKey"] != "ApiEndpoint"]}
+    with pytest.raises(EndpointAuthError, match="no ApiEndpoint output"):
+        call_stack_endpoint(deployed.clients, no_endpoint, PAYLOAD)
 
 
 @pytest.mark.parametrize("mode,message,error_type", [
@@ -194,27 +228,13 @@ def test_the_authenticator_reads_the_mode_and_key_from_the_stack(deployed: Deplo
 
 def test_cli_serve_enforces_the_api_key(deployed: Deployed, tmp_path: Any) -> None:
     served = deployed.served["api_key"]
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tdv_airflow.local.run", "serve", "--stack", served.stack_name,
-         "--port", str(port), "--region", REGION, "--endpoint-url", deployed.aws.endpoint_url,
-         "--workdir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert f"127.0.0.1:{port}/predict" in line, line + (proc.stderr.read()
-                                                            if proc.stderr else "")
-        url = f"http://127.0.0.1:{port}/predict"
+    with serving_cli(served.stack_name, deployed.aws.endpoint_url, tmp_path) as cli:
         key = api_key_value(deployed.clients, served.stack_name)
-        refused = call_endpoint(url, PAYLOAD, "none")
-        answered = call_endpoint(url, PAYLOAD, "api_key", api_key=key)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
+        refused = call_endpoint(cli.url, PAYLOAD, "none")
+        answered = call_endpoint(cli.url, PAYLOAD, "api_key", api_key=key)
     assert refused.status == 403
     assert answered.status == 200 and answered.json() == {"predictions": EXPECTED}
-    assert key not in err
+    assert key not in cli.stderr
 
 
 @pytest.mark.parametrize("bad", ["IAM ", "sigv4", "", None, 1])

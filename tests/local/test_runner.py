@@ -12,7 +12,6 @@ import io
 import json
 import os
 import pickle
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -24,19 +23,20 @@ from typing import Any
 
 import pytest
 
-from tdv_airflow import Deploy, UserAwsAuth
 from tdv_airflow.core.clients import AwsClients
 from tdv_airflow.core.layers import Dependencies
 from tdv_airflow.core.resources import default_lambda_source_path
-from tdv_airflow.local.aws import LocalAws, free_port
-from tdv_airflow.local.run import LocalFunction, LocalRunError, invoke_deployed, lay_out
-from tdv_airflow.local.server import serve_in_thread
+from tdv_airflow.exceptions import LocalRunError
+from tdv_airflow.local.aws import LocalAws
+from tdv_airflow.local.layout import lay_out, runtime_modules
+from tdv_airflow.local.process import LocalFunction, invoke_deployed
+from testkit.deployed import deploy_stack, serving, serving_cli
 
 BUCKET = "tdv-local-run-bucket"
 MODEL_KEY = "models/iris/rf/model.pkl"
 STACK = "tdv-local-run"
 REGION = "us-east-1"
-DEPS = ["sklearn", "numpy", "scipy", "joblib", "threadpoolctl"]
+DEPS = ("sklearn", "numpy", "scipy", "joblib", "threadpoolctl")
 
 
 def iris_features(payload: dict[str, Any]) -> list[list[float]]:
@@ -64,21 +64,17 @@ def deployed(local_aws: LocalAws, tmp_path_factory: pytest.TempPathFactory) -> D
     local_aws.reset()
     X, y = load_iris(return_X_y=True)
     model = RandomForestClassifier(n_estimators=25, random_state=0).fit(X, y)
-    auth = UserAwsAuth("testing", "testing", endpoint_url=local_aws.endpoint_url)
-    s3 = auth.session(REGION).client("s3", endpoint_url=local_aws.endpoint_url)
-    s3.create_bucket(Bucket=BUCKET)
-    s3.put_object(Bucket=BUCKET, Key=MODEL_KEY, Body=pickle.dumps(model))
     deps = Dependencies(from_installed=DEPS, compresslevel=1,
                         cache_dir=str(tmp_path_factory.mktemp("layer-cache")))
     # A public endpoint: these tests are about running the function, not about the
-    # endpoint's authentication (tests/security/test_endpoint_auth_modes.py).
-    deploy = Deploy(BUCKET, MODEL_KEY, iris_features, auth, region=REGION, stack_name=STACK,
-                    poll_interval=0.2, dependencies=deps, endpoint_auth="none")
-    response = deploy.prepare_deployment()
-    assert deploy.deploy(response, 0)["stack_status"] == "CREATE_COMPLETE"
+    # endpoint's authentication (tests/endpoint/test_auth_modes.py).
+    stack = deploy_stack(local_aws.endpoint_url, BUCKET, STACK, endpoint_auth="none",
+                         model=pickle.dumps(model), model_key=MODEL_KEY,
+                         prepro_fn=iris_features, dependencies=deps)
+    assert stack.endpoint["stack_status"] == "CREATE_COMPLETE"
     rows = [list(map(float, r)) for r in X[::10]]
-    return Deployed(AwsClients.from_auth(auth, REGION), local_aws.endpoint_url, model, rows,
-                    response, tmp_path_factory.mktemp("local-run"), s3)
+    return Deployed(stack.clients, local_aws.endpoint_url, model, rows, stack.prepared,
+                    tmp_path_factory.mktemp("local-run"), stack.s3)
 
 
 def predictions(response: dict[str, Any]) -> list[Any]:
@@ -164,35 +160,27 @@ def post(url: str, body: bytes, method: str = "POST") -> tuple[int, dict[str, An
 
 
 def test_serve_answers_real_http_requests(deployed: Deployed) -> None:
-    function = LocalFunction(deployed.clients, STACK, workdir=deployed.workdir)
-    server, thread = serve_in_thread(function)
-    try:
-        host, port = server.server_address[:2]
-        base = f"http://{host!s}:{port}"
+    with serving(deployed.clients, STACK, deployed.workdir) as server:
+        base = server.base_url
         body = json.dumps({"features": deployed.rows}).encode()
         status, headers, answer = post(f"{base}/predict", body)
-        pid = function.pid
+        pid = server.function.pid
         status2, _, answer2 = post(f"{base}/prod/predict", body)  # the stage path too
         bad_status, _, bad = post(f"{base}/predict", b"[1, 2")
         missing_status, _, missing = post(f"{base}/nope", body)
         get_status, _, _ = post(f"{base}/predict", b"", method="GET")
-    finally:
-        server.shutdown()
-        server.server_close()
-        function.close()
-        thread.join(5)
     expected = deployed.model.predict(deployed.rows).tolist()
     assert (status, answer["predictions"]) == (200, expected)
     assert headers["Content-Type"] == "application/json" and headers["x-amzn-RequestId"]
     assert (status2, answer2["predictions"]) == (200, expected)
-    assert function.pid is None and pid is not None  # one warm process served them all
+    assert server.function.pid is None and pid is not None  # one warm process served them
     assert bad_status == 400 and "JSON" in bad["error"]
     assert (missing_status, missing) == (403, {"message": "Missing Authentication Token"})
     assert get_status == 403
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tdv_airflow.local.run", *args]
+    return [sys.executable, "-m", "tdv_airflow.local.cli", *args]
 
 
 def test_cli_invoke_prints_the_response(deployed: Deployed) -> None:
@@ -217,21 +205,9 @@ def test_cli_invoke_prints_the_response(deployed: Deployed) -> None:
 
 
 def test_cli_serve_answers_curl_style_requests(deployed: Deployed) -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        cli("serve", "--stack", STACK, "--port", str(port), "--region", REGION,
-            "--endpoint-url", deployed.endpoint_url, "--workdir", str(deployed.workdir)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert f"http://127.0.0.1:{port}/predict" in line, line + (proc.stderr.read()
-                                                                   if proc.stderr else "")
-        status, _, answer = post(f"http://127.0.0.1:{port}/predict",
+    with serving_cli(STACK, deployed.endpoint_url, deployed.workdir) as served:
+        status, _, answer = post(served.url,
                                  json.dumps({"features": deployed.rows[:2]}).encode())
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=20)
     assert status == 200
     assert answer["predictions"] == deployed.model.predict(deployed.rows[:2]).tolist()
 
@@ -259,10 +235,20 @@ def test_extra_layers_the_emulator_cannot_serve_fail_clearly(deployed: Deployed,
         zf.writestr("python/extra_mod.py", "X = 1\n")
     layer = deployed.clients.lambda_.publish_layer_version(
         LayerName="tdv-extra", Content={"ZipFile": buf.getvalue()})
-    auth = UserAwsAuth("testing", "testing", endpoint_url=deployed.endpoint_url)
-    deploy = Deploy(BUCKET, MODEL_KEY, iris_features, auth, region=REGION,
-                    stack_name="tdv-local-run-extra", poll_interval=0.2,
-                    extra_layer_arns=[layer["LayerVersionArn"]])
-    deploy.deploy(deploy.prepare_deployment(), 0)
+    deploy_stack(deployed.endpoint_url, BUCKET, "tdv-local-run-extra",
+                 prepro_fn=iris_features, extra_layer_arns=[layer["LayerVersionArn"]])
     with pytest.raises(LocalRunError, match="cannot be downloaded"):
         LocalFunction(deployed.clients, "tdv-local-run-extra", workdir=tmp_path).prepare()
+
+
+def test_the_runtime_stand_in_holds_the_runtimes_own_modules(deployed: Deployed) -> None:
+    """boto3 and its dependencies (the core's list of what the Lambda runtime provides),
+    by module name: ``python-dateutil`` is ``dateutil``."""
+    modules = runtime_modules()
+    assert {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six",
+            "urllib3"} <= set(modules)
+    function = LocalFunction(deployed.clients, STACK, workdir=deployed.workdir)
+    layout = function.prepare()
+    linked = {p.name.removesuffix(".py") for p in layout.runtime_dir.iterdir()
+              if p.name != "__pycache__"}  # six.py's, written by the function's process
+    assert linked == set(modules)

@@ -1,0 +1,26 @@
+"""``tdv_airflow.local.moto_server`` installs the chosen fixes, and refuses unknown ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tdv_airflow.exceptions import InvalidInputError, LocalAwsError
+from tdv_airflow.local.aws import LocalAws
+from tdv_airflow.local.moto_server import FIXES, chosen_fixes
+
+
+def test_every_fix_is_installed_unless_told_otherwise() -> None:
+    assert chosen_fixes(None) == FIXES == ("fix_layer_ref", "fix_api_keys")
+    assert chosen_fixes("") == ()
+    assert chosen_fixes(" fix_api_keys ,") == ("fix_api_keys",)
+
+
+def test_an_unknown_fix_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match=r"unknown fixes \['fix_everything'\]"):
+        chosen_fixes("fix_layer_ref,fix_everything")
+    log = tmp_path / "moto.log"
+    with pytest.raises(LocalAwsError, match="exited"):
+        LocalAws(fixes=("fix_everything",), log_path=log).start()
+    assert "fix_everything" in log.read_text()
