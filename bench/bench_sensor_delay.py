@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -38,7 +39,7 @@ from testkit.held_stack import create_held_stack, release  # noqa: E402
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 STACK = "tdv-bench"
 MODES = WAIT_MODES
-WAITING_LINE = f"stack {STACK} is CREATE_IN_PROGRESS"
+WAITING_LINE = re.compile(rf"stack '?{STACK}'? is CREATE_IN_PROGRESS")
 
 # mode, deferral and poll interval: the sensor's defaults, from Airflow's configuration
 _DAG = f'''
@@ -62,10 +63,11 @@ with create_session() as s:
 """
 
 
-def _wait_for_line(stream: Any, line: str, seen: threading.Event, sink: list[str]) -> None:
+def _wait_for_line(stream: Any, line: re.Pattern[str], seen: threading.Event,
+                   sink: list[str]) -> None:
     for text in stream:
         sink.append(text)
-        if line in text:
+        if line.search(text):
             seen.set()
 
 

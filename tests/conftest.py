@@ -103,7 +103,7 @@ def airflow_env(local_aws: LocalAws, tmp_path_factory: pytest.TempPathFactory
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "TDV_POKE_INTERVAL": "1",
+        "AIRFLOW__TDV_AIRFLOW__POLL_INTERVAL": "1",
     }
     env.pop("AWS_PROFILE", None)
     done = subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True,

@@ -3,7 +3,8 @@
 Airflow 3 runs tasks through its execution API, so the test starts ``airflow
 api-server``, ``airflow dag-processor`` and ``airflow scheduler`` (LocalExecutor, which
 Airflow 3 allows on SQLite) with a private ``AIRFLOW_HOME``, then drives them with
-``airflow backfill create`` and ``airflow tasks clear``. The sensor pokes every second.
+``airflow backfill create`` and ``airflow tasks clear``. The sensor pokes every second
+(Airflow configuration); the DAG's bucket is created beforehand, as a user does.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ import pytest
 
 from tdv_airflow.local.aws import free_port
 from testkit.aws_state import live_stacks, model_keys_of_stacks
+from testkit.example_dag import DAG_ID, ensure_bucket, wait_settings
 from tests.conftest import AIRFLOW, DAGS
 
-DAG_ID = "retrain_and_deploy"
 pytestmark = pytest.mark.e2e
 
 
@@ -52,8 +53,7 @@ class Scheduler:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-            "TDV_POKE_INTERVAL": "1",
-            "TDV_SENSOR_MODE": "poke",
+            **wait_settings("poke", poll_interval=1),
         }
         self.env.pop("AWS_PROFILE", None)
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -163,7 +163,11 @@ class Scheduler:
 
 @pytest.fixture(scope="module")
 def scheduler(local_aws: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scheduler]:
+    import boto3
+
     local_aws.reset()
+    ensure_bucket(boto3.client("s3", endpoint_url=local_aws.endpoint_url,
+                               region_name=local_aws.region))
     sched = Scheduler(tmp_path_factory.mktemp("airflow-scheduler"),
                       {**os.environ, **local_aws.environ()})
     try:

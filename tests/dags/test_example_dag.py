@@ -1,9 +1,11 @@
-"""The example DAG: it parses cleanly and cheaply, and runs end to end on the emulator
-(``airflow dags test``) with the sensor in poke, reschedule and deferrable mode."""
+"""The example DAG: it parses cleanly and cheaply, reads as a user's DAG, and runs end to
+end on the emulator (``airflow dags test``) with the sensor in poke, reschedule and
+deferrable mode, chosen by Airflow configuration."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from testkit.example_dag import DAG_ID, WAIT_MODES, wait_settings
 from testkit.held_stack import Releaser, deployment_template_with_hold
 from tests.conftest import AIRFLOW, DAGS
 
-DAG_ID = "retrain_and_deploy"
 DAG_FILE = DAGS / "retrain_and_deploy.py"
 HEAVY = ("boto3", "botocore", "dill", "sklearn", "numpy", "moto", "aiobotocore")
 
@@ -46,6 +48,18 @@ def test_dagbag_loads_the_dag_without_errors_or_warnings() -> None:
     assert dag.get_task("smoke_test").upstream_task_ids == {"wait_for_stack"}
     assert {"model_name", "bucket", "on_exists", "smoke_payload"} <= set(dag.params)
     dag.params.validate()
+    # a user's DAG: Params described (arrays with an item type, so that the trigger form
+    # sends numbers), no environment switch, the library's tag key, short
+    for name in dag.params:
+        param = dag.params.get_param(name)
+        assert param.description, f"Param {name!r} has no description"
+        types = param.schema.get("type", [])
+        if "array" in ([types] if isinstance(types, str) else types):
+            assert (param.schema.get("items") or {}).get("type"), f"array Param {name!r} untyped"
+    source = DAG_FILE.read_text()
+    assert "os.environ" not in source and "getenv" not in source
+    assert "tdv-airflow:deployment" not in source
+    assert len(source.splitlines()) <= 170
 
 
 def test_parsing_the_dag_imports_no_heavy_module() -> None:
@@ -80,16 +94,16 @@ def _tail(text: str, lines: int = 80) -> str:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("mode", ["poke", "reschedule", "deferrable"])
+@pytest.mark.parametrize("mode", WAIT_MODES)
 def test_dag_runs_end_to_end_on_the_emulator(
-        mode: str, aws: Any, cfn: Any, airflow_env: dict[str, str],
+        mode: str, aws: Any, cfn: Any, dag_bucket: str, airflow_env: dict[str, str],
         read_last_run: Any, tmp_path: Path) -> None:
     template = deployment_template_with_hold(tmp_path / "held_template.json")
     releaser = Releaser(cfn, aws.endpoint_url, "tdv-iris", hold_for=4.0)
     releaser.start()
     done = subprocess.run(
         [AIRFLOW, "dags", "test", DAG_ID, "-c", json.dumps({"template_path": str(template)})],
-        env={**airflow_env, "TDV_SENSOR_MODE": mode}, capture_output=True, text=True,
+        env={**airflow_env, **wait_settings(mode)}, capture_output=True, text=True,
         timeout=600, check=False)
     output = done.stdout + done.stderr
     releaser.join(timeout=10)
@@ -105,14 +119,16 @@ def test_dag_runs_end_to_end_on_the_emulator(
     assert endpoint["api_endpoint"].startswith("https://")
     assert endpoint["api_endpoint"].endswith(".execute-api.us-east-1.amazonaws.com/prod/predict")
     assert endpoint["outputs"]["FunctionName"] == "tdv-iris"
-    assert run["xcoms"]["smoke_test/return_value"] == [0, 2]
+    assert run["xcoms"]["smoke_test/return_value"]["predictions"] == [0, 2]
+    assert run["xcoms"]["smoke_test/return_value"]["status"] == 200
+    assert run["xcoms"]["retire_old_versions/return_value"] == []
     assert run["xcoms"]["wait_for_stack/_link_ApiEndpointLink"] == endpoint["api_endpoint"]
     assert run["xcoms"]["create_stack/_link_CloudFormationStackLink"].startswith(
         "https://us-east-1.console.aws.amazon.com/cloudformation/home?region=us-east-1#")
     version = run["xcoms"]["train_model/model_s3_key"].split("/")[2]
     assert len(version) == 15 and version[8] == "T", version
 
-    waited = output.count("stack tdv-iris is CREATE_IN_PROGRESS")
+    waited = len(re.findall(r"stack '?tdv-iris'? is CREATE_IN_PROGRESS", output))
     if mode == "poke":
         assert waited >= 2, "the sensor did not poke while the stack was held"
     elif mode == "reschedule":

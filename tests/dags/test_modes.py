@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from testkit.aws_state import live_stacks, model_keys_of_stacks
+from testkit.example_dag import DAG_BUCKET, DAG_ID
 from tests.conftest import AIRFLOW
 
-DAG_ID = "retrain_and_deploy"
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dag_bucket")]
 
 
 def _run(env: dict[str, str], date: str, **conf: Any) -> str:
@@ -53,12 +53,12 @@ def test_stable_mode_updates_in_place_and_rerun_restores_a_version(
     assert live_stacks(cfn) == ["tdv-st"]
     assert model_keys_of_stacks(boto_session, aws.endpoint_url, cfn, "tdv-st") == {
         "tdv-st": _key("st", "2025-04-02")}
-    old = s3.head_object(Bucket="tdv-airflow-models", Key=_key("st", "2025-04-01"))
+    old = s3.head_object(Bucket=DAG_BUCKET, Key=_key("st", "2025-04-01"))
     # re-running the older date redeploys exactly its model: not retrained
     output = _run(airflow_env, "2025-04-01", model_name="st")
     assert "version 20250401T000000 is not retrained" in output
     assert model_keys_of_stacks(boto_session, aws.endpoint_url, cfn, "tdv-st") == {
         "tdv-st": _key("st", "2025-04-01")}
-    again = s3.head_object(Bucket="tdv-airflow-models", Key=_key("st", "2025-04-01"))
+    again = s3.head_object(Bucket=DAG_BUCKET, Key=_key("st", "2025-04-01"))
     assert again["ETag"] == old["ETag"] and again["LastModified"] == old["LastModified"]
     assert live_stacks(cfn) == ["tdv-st"]
