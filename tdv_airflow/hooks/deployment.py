@@ -9,6 +9,7 @@ never need to: the operators build the hook inside ``execute``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
@@ -58,3 +59,27 @@ class TdvDeploymentHook(AwsBaseHook):
     def clients(self) -> AwsClients:
         """The core's clients, made lazily from this connection."""
         return AwsClients(self.get_client, self.conn_region_name)
+
+
+class ConnectionClients(AwsClients):
+    """The core's clients for a task, from a hook that is built on first use.
+
+    Nothing reads the connection (nor checks it) until the core asks for a client or for
+    the region, so the core's checks of a task's arguments run before any of that.
+
+    :param hook: returns the task's hook (built and checked on the first call).
+    :param region_name: the task's own region; the connection's when ``None``.
+    """
+
+    def __init__(self, hook: Callable[[], TdvDeploymentHook], region_name: str | None) -> None:
+        self._hook = hook
+        super().__init__(lambda service: hook().get_client(service), region_name or "")
+
+    @property
+    def region_name(self) -> str:
+        """The task's region, else the connection's (reading it builds the hook)."""
+        return self._region or self._hook().conn_region_name
+
+    @region_name.setter
+    def region_name(self, value: str) -> None:
+        self._region = value

@@ -1,4 +1,9 @@
-"""What every tdv-airflow task shares: the AWS connection arguments and the hook."""
+"""What every tdv-airflow task shares: the AWS connection arguments, the hook and the
+core's clients, and the test of whether an argument is known when the DAG is parsed.
+
+Cheap to import (a DAG file pays for it): the hook, boto3 and the core load inside
+``execute``.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,66 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from tdv_airflow.hooks.connection import ConnectionArguments
 from tdv_airflow.links import STACK_ID_XCOM_KEY
 
 if TYPE_CHECKING:
+    from tdv_airflow.core.clients import AwsClients
     from tdv_airflow.hooks.deployment import TdvDeploymentHook
     from tdv_airflow.triggers.deployment import StackStatusTrigger
 
-#: Templated connection arguments, added to each task's ``template_fields``.
-AWS_TEMPLATE_FIELDS: tuple[str, ...] = ("aws_conn_id", "region_name")
+#: The connection arguments that are templated on every task.
+_AWS_TEMPLATED = ("aws_conn_id", "region_name", "verify")
+
+
+def aws_template_fields(*fields: str) -> tuple[str, ...]:
+    """A task's ``template_fields``: its own, then ``aws_conn_id``, ``region_name`` and
+    ``verify`` (the Amazon provider's helper of the same name, keeping the given order).
+
+    :param fields: the task's own templated arguments.
+    :raises TypeError: when one is not a string.
+    """
+    if not all(isinstance(f, str) for f in fields):
+        raise TypeError(f"template fields must be strings, got {fields!r}")
+    return tuple(dict.fromkeys((*fields, *_AWS_TEMPLATED)))
+
+
+def is_literal(value: Any) -> bool:
+    """Whether ``value`` is known when the DAG is parsed: neither a Jinja template nor an
+    XComArg, nor a list or dict holding one (they are only known when the task runs, and
+    checked then).
+
+    :param value: a task argument as given to the constructor.
+    """
+    if isinstance(value, str):
+        return "{{" not in value and "{%" not in value
+    if isinstance(value, list | tuple | set | frozenset):
+        return all(is_literal(v) for v in value)
+    if isinstance(value, dict):
+        return all(is_literal(v) for v in value.values())
+    return not hasattr(value, "resolve")
+
+
+#: An AWS tag value (letters, digits, spaces and ``_.:/=+-@``, at most 256 characters).
+_TAG_VALUE_RE = r"[\w .:/=+\-@]{1,256}"
+
+
+def check_deployment(deployment: Any) -> str:
+    """Return ``deployment`` if it can be the value of the ``tdv-airflow:deployment`` tag.
+
+    :param deployment: the deployment's name, e.g. ``"tdv-iris"``.
+    :raises InvalidInputError: naming the value and the rule.
+    """
+    import re
+
+    if isinstance(deployment, str) and re.fullmatch(_TAG_VALUE_RE, deployment):
+        return deployment
+    from tdv_airflow.exceptions import InvalidInputError
+
+    raise InvalidInputError(
+        f"invalid deployment {deployment!r}: expected a non-empty string of at most 256 "
+        "letters, digits, spaces and _.:/=+-@ (it becomes the stack tag "
+        "tdv-airflow:deployment), e.g. 'tdv-iris'")
 
 
 def check_connection(hook: Any, aws_conn_id: str | None) -> None:
@@ -47,14 +104,15 @@ def check_connection(hook: Any, aws_conn_id: str | None) -> None:
             f"a key pair or role, or configure boto3's default credential chain")
 
 
-class AwsConnectionMixin(BaseOperator):
+class AwsConnectionMixin(BaseOperator, ConnectionArguments):
     """Adds ``aws_conn_id``, ``region_name``, ``verify`` and ``botocore_config``.
 
     Mix it in before the Airflow base class (``class S(AwsConnectionMixin,
     BaseSensorOperator)``). It derives from ``BaseOperator`` so that Airflow's metaclass
     sees these arguments: ``default_args`` and ``.partial()`` apply to them too. The
     hook is built on first use inside ``execute`` (never at DAG parse time), and boto3
-    is imported only then.
+    is imported only then. Tasks pass :attr:`connection_kwargs` on to their triggers
+    (:class:`~tdv_airflow.hooks.connection.ConnectionArguments`, shared with them).
 
     :param aws_conn_id: the Airflow AWS connection; ``None`` uses boto3's default chain.
     :param region_name: the region; the connection's ``region_name`` extra when ``None``.
@@ -73,20 +131,23 @@ class AwsConnectionMixin(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
-        self.verify = verify
-        self.botocore_config = botocore_config
+        self.set_connection(aws_conn_id, region_name, verify, botocore_config)
 
     @cached_property
     def hook(self) -> TdvDeploymentHook:
-        """The hook for this task's connection."""
-        from tdv_airflow.hooks.deployment import TdvDeploymentHook
-
-        hook = TdvDeploymentHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name,
-                                 verify=self.verify, config=self.botocore_config)
+        """The hook for this task's connection (checked when first built)."""
+        hook = self.connection_hook()
         check_connection(hook, self.aws_conn_id)
         return hook
+
+    @cached_property
+    def clients(self) -> AwsClients:
+        """The core's clients for this task's connection. The hook is built (and the
+        connection checked) when the core first asks for a client, so the core checks
+        the task's arguments before the connection is touched."""
+        from tdv_airflow.hooks.deployment import ConnectionClients
+
+        return ConnectionClients(lambda: self.hook, self.region_name)
 
     def stack_trigger(self, stack_name: str, poll_interval: float,
                       max_attempts: int | None = None,
@@ -105,9 +166,7 @@ class AwsConnectionMixin(BaseOperator):
         return StackStatusTrigger(
             stack_name=stack_name, poll_interval=poll_interval, max_attempts=max_attempts,
             not_found_grace_period=not_found_grace_period, after_event_id=after_event_id,
-            aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name, verify=self.verify,
-            botocore_config=self.botocore_config)
+            **self.connection_kwargs)
 
     @staticmethod
     def push_stack_id(context: Any, stack_id: str) -> None:

@@ -11,16 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tdv_airflow.core.stacks import ON_EXISTS_CHOICES
-from tdv_airflow.core.validation import (
-    check_endpoint_auth,
-    check_positive,
-    check_role_arn,
-    check_stack_name,
-)
-from tdv_airflow.exceptions import InvalidInputError
 from tdv_airflow.links import CloudFormationStackLink
-from tdv_airflow.operators.base import AWS_TEMPLATE_FIELDS, AwsConnectionMixin
+from tdv_airflow.operators.base import (
+    AwsConnectionMixin,
+    aws_template_fields,
+    check_deployment,
+    is_literal,
+)
+from tdv_airflow.operators.config import default_deferrable, default_poll_interval
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -28,12 +26,6 @@ if TYPE_CHECKING:
 #: The keys of the create contract. ``operation`` (created, updated ...) is only logged:
 #: it differs between a first try and its retry.
 CREATE_KEYS = ("stack_id", "stack_name", "stack_status")
-
-
-def _is_literal(value: Any) -> bool:
-    """Whether ``value`` is known at parse time (not a Jinja template nor an XComArg)."""
-    return not (isinstance(value, str) and ("{{" in value or "{%" in value)) and not hasattr(
-        value, "resolve")
 
 
 class PrepareDeploymentOperator(AwsConnectionMixin):
@@ -61,11 +53,10 @@ class PrepareDeploymentOperator(AwsConnectionMixin):
         layers (templated).
     """
 
-    template_fields: Sequence[str] = (
+    template_fields: Sequence[str] = aws_template_fields(
         "bucket", "model_s3_key", "s3_prefix", "template_stack_local_path",
         "deployment_lbd_local_path", "layer_zip_local_path", "dependencies",
-        "extra_layer_arns", *AWS_TEMPLATE_FIELDS,
-    )
+        "extra_layer_arns")
     ui_color = "#d5e8d4"
 
     def __init__(
@@ -85,6 +76,8 @@ class PrepareDeploymentOperator(AwsConnectionMixin):
     ) -> None:
         super().__init__(**kwargs)
         if not callable(prepro_fn) and not isinstance(prepro_fn, str):
+            from tdv_airflow.exceptions import InvalidInputError
+
             raise InvalidInputError(
                 f"prepro_fn must be a callable or an import path such as "
                 f"'my_pkg.features:prepare', got {type(prepro_fn).__name__}")
@@ -111,7 +104,7 @@ class PrepareDeploymentOperator(AwsConnectionMixin):
         optional = {"s3_prefix": self.s3_prefix} if self.s3_prefix else {}
         with aws_reachable(f"prepare of s3://{self.bucket}/{self.model_s3_key}"):
             result = deployment.prepare(
-                self.hook.clients(), bucket=self.bucket, model_s3_key=self.model_s3_key,
+                self.clients, bucket=self.bucket, model_s3_key=self.model_s3_key,
                 prepro_fn=resolve_callable(self.prepro_fn),
                 template_stack_local_path=self.template_stack_local_path or None,
                 deployment_lbd_local_path=self.deployment_lbd_local_path or None,
@@ -139,10 +132,16 @@ class CreateStackOperator(AwsConnectionMixin):
     :param prepare_env_response: the prepare contract, e.g. ``prepare.output`` (templated).
     :param stack_name: the stack name, ``^[A-Za-z][A-Za-z0-9-]{0,127}$`` (templated); build
         one from a run id with :func:`tdv_airflow.core.naming.stack_name_from`.
+    :param deployment: the deployment (model) this stack serves, e.g. ``"tdv-iris"``: the
+        stack is tagged with it (``tdv-airflow:deployment``) so that
+        :class:`~tdv_airflow.operators.RetireVersionsOperator` finds the deployment's
+        version stacks; the stack's own name when ``None`` (templated).
     :param on_exists: ``"update"``, ``"skip"`` or ``"fail"`` when the stack exists (templated).
     :param wait_for_completion: wait in the task until the stack is complete.
-    :param deferrable: wait on the triggerer instead (frees the worker slot).
-    :param poll_interval: seconds between status polls.
+    :param deferrable: wait on the triggerer instead (frees the worker slot); default
+        ``[operators] default_deferrable``.
+    :param poll_interval: seconds between status polls; default
+        ``[tdv_airflow] poll_interval`` (30).
     :param max_attempts: polls before giving up when waiting.
     :param tags: stack tags (templated).
     :param stack_parameters: further template parameters, e.g. ``{"StageName": "v1"}``
@@ -154,10 +153,9 @@ class CreateStackOperator(AwsConnectionMixin):
         connection's identity needs only ``iam:PassRole`` on it (templated).
     """
 
-    template_fields: Sequence[str] = (
-        "prepare_env_response", "stack_name", "on_exists", "tags", "stack_parameters",
-        "endpoint_auth", "role_arn", *AWS_TEMPLATE_FIELDS,
-    )
+    template_fields: Sequence[str] = aws_template_fields(
+        "prepare_env_response", "stack_name", "deployment", "on_exists", "tags",
+        "stack_parameters", "endpoint_auth", "role_arn")
     operator_extra_links = (CloudFormationStackLink(),)
     ui_color = "#dae8fc"
 
@@ -166,10 +164,11 @@ class CreateStackOperator(AwsConnectionMixin):
         *,
         prepare_env_response: Mapping[str, Any] | str,
         stack_name: str,
+        deployment: str | None = None,
         on_exists: str = "update",
         wait_for_completion: bool = False,
-        deferrable: bool = False,
-        poll_interval: float = 30.0,
+        deferrable: bool | None = None,
+        poll_interval: float | None = None,
         max_attempts: int = 120,
         tags: Mapping[str, str] | None = None,
         stack_parameters: Mapping[str, Any] | None = None,
@@ -178,41 +177,44 @@ class CreateStackOperator(AwsConnectionMixin):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if _is_literal(stack_name):
-            check_stack_name(stack_name)
-        if _is_literal(endpoint_auth):
-            check_endpoint_auth(endpoint_auth)
-        if role_arn and _is_literal(role_arn):
-            check_role_arn(role_arn)
+        from tdv_airflow.core import validation
+
+        checks: list[tuple[Any, Callable[[Any], Any]]] = [
+            (stack_name, validation.check_stack_name), (on_exists, validation.check_on_exists),
+            (endpoint_auth, validation.check_endpoint_auth),
+            (role_arn or None, validation.check_role_arn)]
+        if deployment is not None:
+            checks.append((deployment, check_deployment))
+        for value, check in checks:
+            if is_literal(value):
+                check(value)
+        self.prepare_env_response: Any = prepare_env_response  # checked by the core
+        self.stack_name = stack_name
+        self.deployment = deployment
+        self.on_exists = on_exists
         self.endpoint_auth = endpoint_auth
         self.role_arn = role_arn
-        if _is_literal(on_exists):
-            _check_on_exists(on_exists)
-        self.prepare_env_response = prepare_env_response
-        self.stack_name = stack_name
-        self.on_exists = on_exists
         self.wait_for_completion = wait_for_completion
-        self.deferrable = deferrable
-        self.poll_interval = check_positive(poll_interval, "poll_interval")
-        self.max_attempts = int(check_positive(max_attempts, "max_attempts"))
+        self.deferrable = default_deferrable(deferrable)
+        self.poll_interval = validation.check_positive(default_poll_interval(poll_interval),
+                                                       "poll_interval")
+        self.max_attempts = int(validation.check_positive(max_attempts, "max_attempts"))
         self.tags = tags
         self.stack_parameters = stack_parameters
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Create or update the stack; wait or defer if asked.
 
+        Its arguments are checked by the core (:func:`tdv_airflow.core.deployment.create_stack`)
+        before the connection is touched.
+
         :param context: the task context.
         """
-        from tdv_airflow.core.deployment import check_prepare_response
+        from tdv_airflow.core.retention import aws_reachable
         from tdv_airflow.core.stacks import classify
 
-        stack_name = check_stack_name(self.stack_name)
-        _check_on_exists(self.on_exists)
-        from tdv_airflow.core.retention import aws_reachable
-
-        response = check_prepare_response(self.prepare_env_response)
-        with aws_reachable(f"create or update of stack {stack_name!r}"):
-            summary = self._apply(context, stack_name, response)
+        with aws_reachable(f"create or update of stack {self.stack_name!r}"):
+            summary = self._apply(context)
         self.push_stack_id(context, summary["stack_id"])
         if classify(summary["stack_status"]) == "in_progress":
             if self.deferrable:
@@ -220,7 +222,7 @@ class CreateStackOperator(AwsConnectionMixin):
                                                       self.max_attempts),
                            method_name="execute_complete")
             if self.wait_for_completion:
-                with aws_reachable(f"wait for stack {stack_name!r}"):
+                with aws_reachable(f"wait for stack {self.stack_name!r}"):
                     summary = self._wait(summary["stack_id"])
         return summary
 
@@ -236,19 +238,24 @@ class CreateStackOperator(AwsConnectionMixin):
         stack = result_from_event(event)
         return {key: stack[key] for key in CREATE_KEYS}
 
-    def _apply(self, context: Context, stack_name: str, response: Mapping[str, Any]
-               ) -> dict[str, Any]:
+    def _apply(self, context: Context) -> dict[str, Any]:
         """Send the create or update unless an earlier try (or run) already did."""
         from tdv_airflow.core import deployment
         from tdv_airflow.core.naming import client_request_token
+        from tdv_airflow.core.retention import DEPLOYMENT_TAG
 
-        token = client_request_token(context["ti"].dag_id, context["run_id"], stack_name)
+        tags = dict(self.tags or {})
+        if self.deployment is not None:
+            tags[DEPLOYMENT_TAG] = check_deployment(self.deployment)
+        token = client_request_token(context["ti"].dag_id, context["run_id"],
+                                     str(self.stack_name))
         result = deployment.create_stack(
-            self.hook.clients(), response, stack_name, parameters=self.stack_parameters,
-            tags=self.tags, on_exists=self.on_exists, client_request_token=token,
-            poll_interval=self.poll_interval, endpoint_auth=self.endpoint_auth,
-            role_arn=self.role_arn or None)
-        self.log.info("stack %s %s (%s)", stack_name, result["operation"], result["stack_status"])
+            self.clients, self.prepare_env_response, self.stack_name,
+            parameters=self.stack_parameters, tags=tags, on_exists=self.on_exists,
+            client_request_token=token, poll_interval=self.poll_interval,
+            endpoint_auth=self.endpoint_auth, role_arn=self.role_arn or None)
+        self.log.info("stack %s %s (%s)", self.stack_name, result["operation"],
+                      result["stack_status"])
         return {key: result[key] for key in CREATE_KEYS}
 
     def _wait(self, stack_id: str) -> dict[str, Any]:
@@ -265,9 +272,3 @@ class CreateStackOperator(AwsConnectionMixin):
         stack = stacks.wait_for_stack(cfn, stack_id, poll_interval=self.poll_interval,
                                       max_attempts=self.max_attempts, on_poll=log_progress)
         return stacks.summary(stack)
-
-
-def _check_on_exists(on_exists: Any) -> None:
-    if on_exists not in ON_EXISTS_CHOICES:
-        raise InvalidInputError(f"invalid on_exists {on_exists!r}: expected one of "
-                                f"{list(ON_EXISTS_CHOICES)}")

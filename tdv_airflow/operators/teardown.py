@@ -1,4 +1,5 @@
-"""The operator that deletes a deployment stack (teardown of an endpoint).
+"""Operators that delete deployment stacks: one stack (teardown of an endpoint), or a
+deployment's old version stacks (retention).
 
 Deleting is idempotent: an absent stack counts as deleted, so a retry, or a run that
 finds the stack already gone, succeeds. A ``DELETE_FAILED`` (a resource AWS could not
@@ -10,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tdv_airflow.core.validation import check_positive, check_stack_name
-from tdv_airflow.exceptions import StackFailedError, StackTimeoutError
-from tdv_airflow.operators.base import AWS_TEMPLATE_FIELDS, AwsConnectionMixin
-from tdv_airflow.operators.deployment import _is_literal
+from tdv_airflow.operators.base import (
+    AwsConnectionMixin,
+    aws_template_fields,
+    check_deployment,
+    is_literal,
+)
+from tdv_airflow.operators.config import default_deferrable, default_poll_interval
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -32,12 +36,14 @@ class DeleteStackOperator(AwsConnectionMixin):
         :func:`tdv_airflow.core.retention.teardown`); when False (and not deferrable) the
         delete is only requested.
     :param deferrable: wait on the triggerer instead
-        (:class:`~tdv_airflow.triggers.teardown.StackDeletedTrigger`).
-    :param poll_interval: seconds between status polls (> 0).
+        (:class:`~tdv_airflow.triggers.teardown.StackDeletedTrigger`); default
+        ``[operators] default_deferrable``.
+    :param poll_interval: seconds between status polls (> 0); default
+        ``[tdv_airflow] poll_interval`` (30).
     :param max_attempts: polls per delete attempt before giving up (> 0).
     """
 
-    template_fields: Sequence[str] = ("stack_name", *AWS_TEMPLATE_FIELDS)
+    template_fields: Sequence[str] = aws_template_fields("stack_name")
     ui_color = "#f8cecc"
 
     def __init__(
@@ -45,18 +51,21 @@ class DeleteStackOperator(AwsConnectionMixin):
         *,
         stack_name: str,
         wait_for_completion: bool = True,
-        deferrable: bool = False,
-        poll_interval: float = 30.0,
+        deferrable: bool | None = None,
+        poll_interval: float | None = None,
         max_attempts: int = 120,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if _is_literal(stack_name):
+        from tdv_airflow.core.validation import check_positive, check_stack_name
+
+        if is_literal(stack_name):
             check_stack_name(stack_name)
         self.stack_name = stack_name
         self.wait_for_completion = wait_for_completion
-        self.deferrable = deferrable
-        self.poll_interval = check_positive(poll_interval, "poll_interval")
+        self.deferrable = default_deferrable(deferrable)
+        self.poll_interval = check_positive(default_poll_interval(poll_interval),
+                                            "poll_interval")
         self.max_attempts = int(check_positive(max_attempts, "max_attempts"))
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -66,7 +75,9 @@ class DeleteStackOperator(AwsConnectionMixin):
         """
         from tdv_airflow.core import retention as lifecycle
         from tdv_airflow.core import stacks
+        from tdv_airflow.core.validation import check_stack_name
 
+        # The core's teardown takes names and ids alike: a rendered name is checked here.
         stack_name = check_stack_name(self.stack_name)
         cfn = self.hook.conn
         with lifecycle.aws_reachable(f"delete of stack {stack_name!r}"):
@@ -98,6 +109,7 @@ class DeleteStackOperator(AwsConnectionMixin):
         :param attempt: which delete attempt the trigger watched (1 or 2).
         """
         from tdv_airflow.core import retention as lifecycle
+        from tdv_airflow.exceptions import StackFailedError, StackTimeoutError
         from tdv_airflow.triggers.teardown import DELETE_FAILED, DELETED
 
         status = (event or {}).get("status")
@@ -121,11 +133,110 @@ class DeleteStackOperator(AwsConnectionMixin):
     def _trigger(self, stack_id: str) -> StackDeletedTrigger:
         from tdv_airflow.triggers.teardown import StackDeletedTrigger
 
-        return StackDeletedTrigger(
-            stack_name=stack_id, poll_interval=self.poll_interval,
-            max_attempts=self.max_attempts, aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name, verify=self.verify,
-            botocore_config=self.botocore_config)
+        return StackDeletedTrigger(stack_name=stack_id, poll_interval=self.poll_interval,
+                                   max_attempts=self.max_attempts, **self.connection_kwargs)
 
     def _result(self, deleted: bool, status: str) -> dict[str, Any]:
         return {"stack_name": self.stack_name, "deleted": deleted, "stack_status": status}
+
+
+def keep_count(keep_versions: Any) -> int:
+    """``keep_versions`` as a whole number >= 1; a string of digits (a rendered template)
+    counts as its number.
+
+    :param keep_versions: an int, or a string of digits such as ``"3"``.
+    :raises InvalidInputError: for anything else (``0``, ``True``, ``"abc"``, ``2.5`` ...).
+    """
+    value = keep_versions
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        from tdv_airflow.exceptions import InvalidInputError
+
+        raise InvalidInputError(
+            f"invalid keep_versions {keep_versions!r}: expected a whole number of version "
+            "stacks to keep, at least 1 (an int, or a string of digits such as '3')")
+    return value
+
+
+def stack_names(names: Any, what: str = "exclude") -> tuple[str, ...]:
+    """``names`` as a tuple of stack names; one string counts as one name.
+
+    :param names: a string, or a sequence of strings.
+    :param what: the argument's name, for the message.
+    :raises InvalidInputError: when an entry is not a string.
+    """
+    items = (names,) if isinstance(names, str) else tuple(names or ())
+    bad = [n for n in items if not isinstance(n, str) or not n]
+    if bad:
+        from tdv_airflow.exceptions import InvalidInputError
+
+        raise InvalidInputError(f"invalid {what} {names!r}: expected stack names (non-empty "
+                                f"strings), got {bad!r}")
+    return items
+
+
+class RetireVersionsOperator(AwsConnectionMixin):
+    """Delete a deployment's version stacks beyond the newest ``keep_versions``.
+
+    The deployment's stacks are those tagged ``tdv-airflow:deployment = <deployment>``
+    (:class:`~tdv_airflow.operators.CreateStackOperator` tags them with its
+    ``deployment``); the newest by creation time are kept, and those in ``exclude`` (e.g.
+    the deployment's stable stack) are never counted nor deleted. Returns the names
+    retired, newest first. Safe to retry: a stack already gone is no longer listed, so a
+    retry deletes only what the first try left.
+
+    :param deployment: the deployment, e.g. ``"tdv-iris"`` (templated).
+    :param keep_versions: how many of the newest stacks to keep, at least 1; an int or a
+        string of digits (templated).
+    :param exclude: stack names never deleted (templated).
+    :param poll_interval: seconds between polls of each delete; default
+        ``[tdv_airflow] poll_interval`` (30).
+    :param max_attempts: polls per delete attempt before giving up.
+    """
+
+    template_fields: Sequence[str] = aws_template_fields("deployment", "keep_versions",
+                                                         "exclude")
+    ui_color = "#f8cecc"
+
+    def __init__(
+        self,
+        *,
+        deployment: str,
+        keep_versions: int | str = 3,
+        exclude: Sequence[str] | str = (),
+        poll_interval: float | None = None,
+        max_attempts: int = 120,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        from tdv_airflow.core.validation import check_positive
+
+        for value, check in ((deployment, check_deployment), (keep_versions, keep_count),
+                             (exclude, stack_names)):
+            if is_literal(value):
+                check(value)
+        self.deployment = deployment
+        self.keep_versions = keep_versions
+        self.exclude = exclude
+        self.poll_interval = check_positive(default_poll_interval(poll_interval),
+                                            "poll_interval")
+        self.max_attempts = int(check_positive(max_attempts, "max_attempts"))
+
+    def execute(self, context: Context) -> list[str]:
+        """Delete the stacks beyond the newest ``keep_versions``; return their names.
+
+        :param context: the task context.
+        """
+        from tdv_airflow.core.retention import aws_reachable, retire
+
+        deployment = check_deployment(self.deployment)
+        keep = keep_count(self.keep_versions)
+        exclude = stack_names(self.exclude)
+        with aws_reachable(f"retirement of the old stacks of deployment {deployment!r}"):
+            retired = retire(self.hook.conn, deployment, keep, poll_interval=self.poll_interval,
+                             max_attempts=self.max_attempts, exclude=exclude)
+        self.log.info("deployment %s: kept the newest %d stacks (besides %s), retired %s",
+                      deployment, keep, list(exclude) or "none", retired or "none")
+        return retired
+

@@ -10,9 +10,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
-from tdv_airflow.exceptions import InvalidInputError, StackFailedError
 from tdv_airflow.links import ApiEndpointLink, CloudFormationStackLink
-from tdv_airflow.operators.base import AWS_TEMPLATE_FIELDS, AwsConnectionMixin
+from tdv_airflow.operators.base import AwsConnectionMixin, aws_template_fields
+from tdv_airflow.operators.config import (
+    default_deferrable,
+    default_poll_interval,
+    default_sensor_mode,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -32,12 +36,16 @@ class StackStatusSensor(AwsConnectionMixin, BaseSensorOperator):
     ``reschedule`` mode, or on the triggerer with ``deferrable=True``.
 
     :param stack_name: the stack name or id (templated).
-    :param deferrable: wait on the triggerer (frees the worker slot between polls).
+    :param deferrable: wait on the triggerer (frees the worker slot between polls);
+        default ``[operators] default_deferrable``.
     :param not_found_grace_period: seconds a missing stack is waited for (it may not be
         created yet) before the sensor fails.
+    :param poke_interval: seconds between polls; default ``[tdv_airflow] poll_interval`` (30).
+    :param mode: ``"poke"`` or ``"reschedule"``; default ``[tdv_airflow] sensor_mode``
+        (``poke``).
     """
 
-    template_fields: Sequence[str] = ("stack_name", *AWS_TEMPLATE_FIELDS)
+    template_fields: Sequence[str] = aws_template_fields("stack_name")
     operator_extra_links = (CloudFormationStackLink(), ApiEndpointLink())
     ui_color = "#fff2cc"
 
@@ -45,14 +53,21 @@ class StackStatusSensor(AwsConnectionMixin, BaseSensorOperator):
         self,
         *,
         stack_name: str,
-        deferrable: bool = False,
+        deferrable: bool | None = None,
         not_found_grace_period: float = 60.0,
+        poke_interval: timedelta | float | None = None,
+        mode: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(
+            poke_interval=default_poll_interval(None) if poke_interval is None else poke_interval,
+            mode=default_sensor_mode(mode), **kwargs)
         self.stack_name = stack_name
-        self.deferrable = deferrable
-        if not isinstance(not_found_grace_period, int | float) or not_found_grace_period < 0:
+        self.deferrable = default_deferrable(deferrable)
+        if isinstance(not_found_grace_period, bool) or not isinstance(
+                not_found_grace_period, int | float) or not_found_grace_period < 0:
+            from tdv_airflow.exceptions import InvalidInputError
+
             raise InvalidInputError(f"not_found_grace_period must be a number of seconds >= 0, "
                                     f"got {not_found_grace_period!r}")
         self.not_found_grace_period = float(not_found_grace_period)
@@ -86,6 +101,7 @@ class StackStatusSensor(AwsConnectionMixin, BaseSensorOperator):
         :param context: the task context.
         :param event: the trigger's payload.
         """
+        from tdv_airflow.exceptions import StackFailedError
         from tdv_airflow.triggers.deployment import result_from_event
 
         try:
@@ -104,23 +120,36 @@ class StackStatusSensor(AwsConnectionMixin, BaseSensorOperator):
         return False if endpoint is None else PokeReturnValue(is_done=True, xcom_value=endpoint)
 
     def _check(self, context: Context) -> dict[str, Any] | None:
-        """The sensor contract once the stack is complete, ``None`` while it is not."""
-        from tdv_airflow.core import deployment, stacks
+        """One poll (:func:`tdv_airflow.core.watch.poll_stack`): the sensor contract once
+        the stack is complete, ``None`` while it is not."""
+        from tdv_airflow.core.stacks import EventTail
+        from tdv_airflow.core.watch import poll_stack
+        from tdv_airflow.exceptions import StackFailedError
 
-        stack = stacks.describe(self._cfn, self.stack_name)
-        if stack is None:
-            self._check_grace(context)
+        if self._tail is None:
+            # A rescheduled poke runs in a fresh process: skip what earlier pokes logged.
+            rescheduled = self.reschedule and context["ti"].get_first_reschedule_date(context)
+            since = (datetime.now(UTC) - timedelta(seconds=self.poke_interval + 10)
+                     if rescheduled else None)
+            self._tail = EventTail(self._cfn, self.stack_name, not_before=since)
+        waited = (datetime.now(UTC) - self._started_at(context)).total_seconds()
+        poll = poll_stack(self._cfn, self.stack_name, self._tail, waited=waited,
+                          not_found_grace_period=self.not_found_grace_period)
+        if poll.state == "missing":
+            self.log.info("%s; failing after %.0f s more", poll.message,
+                          self.not_found_grace_period - waited)
             return None
-        self._report_progress(context, stack)
-        state = stacks.classify(stack["StackStatus"])
-        if state == "success":
-            return deployment.endpoint_of(stack)
-        if state == "failed":
-            try:
-                stacks.raise_if_failed(self._cfn, stack)
-            except StackFailedError as exc:
-                raise AirflowFailException(str(exc)) from exc
-        return None
+        if poll.stack_id is not None and not self._stack_id_pushed:
+            self.push_stack_id(context, poll.stack_id)
+            self._stack_id_pushed = True
+        for line in poll.events:
+            self.log.info("stack event: %s", line)
+        self.log.info("%s", poll.message)
+        try:
+            poll.raise_for_state()
+        except StackFailedError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        return poll.result
 
     @cached_property
     def _cfn(self) -> Any:
@@ -135,29 +164,3 @@ class StackStatusSensor(AwsConnectionMixin, BaseSensorOperator):
         if self._first_poke_at is None:
             self._first_poke_at = datetime.now(UTC)
         return self._first_poke_at
-
-    def _check_grace(self, context: Context) -> None:
-        from tdv_airflow.exceptions import StackNotFoundError
-
-        waited = (datetime.now(UTC) - self._started_at(context)).total_seconds()
-        if waited >= self.not_found_grace_period:
-            raise StackNotFoundError(self.stack_name)
-        self.log.info("stack %s does not exist (yet); failing after %.0f s more",
-                      self.stack_name, self.not_found_grace_period - waited)
-
-    def _report_progress(self, context: Context, stack: dict[str, Any]) -> None:
-        """Log the stack's status and the events that arrived since the last poke."""
-        from tdv_airflow.core import stacks
-
-        if not self._stack_id_pushed:
-            self.push_stack_id(context, stack["StackId"])
-            self._stack_id_pushed = True
-        if self._tail is None:
-            # A rescheduled poke runs in a fresh process: skip what earlier pokes logged.
-            rescheduled = self.reschedule and context["ti"].get_first_reschedule_date(context)
-            since = (datetime.now(UTC) - timedelta(seconds=self.poke_interval + 10)
-                     if rescheduled else None)
-            self._tail = stacks.EventTail(self._cfn, stack["StackId"], not_before=since)
-        for event in self._tail.poll():
-            self.log.info("stack event: %s", stacks.format_event(event))
-        self.log.info("stack %s is %s", stack["StackName"], stack["StackStatus"])

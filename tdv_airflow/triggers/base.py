@@ -6,12 +6,16 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger
 
+from tdv_airflow.hooks.connection import ConnectionArguments
 
-class StackTriggerBase(BaseTrigger):
+
+class StackTriggerBase(BaseTrigger, ConnectionArguments):
     """A trigger watching one stack through an Airflow AWS connection.
 
-    Subclasses list their own arguments in :meth:`own_kwargs`; :meth:`serialize` adds
-    the connection arguments.
+    The connection arguments are declared here only: subclasses take them as
+    ``**connection`` and pass them on, and list their own arguments in
+    :meth:`own_kwargs`; :meth:`serialize` adds the connection arguments. Operators build
+    triggers with their ``connection_kwargs``.
 
     :param stack_name: the stack name or id.
     :param poll_interval: seconds between polls.
@@ -34,10 +38,7 @@ class StackTriggerBase(BaseTrigger):
         super().__init__()
         self.stack_name = stack_name
         self.poll_interval = poll_interval
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
-        self.verify = verify
-        self.botocore_config = botocore_config
+        self.set_connection(aws_conn_id, region_name, verify, botocore_config)
 
     def own_kwargs(self) -> dict[str, Any]:
         """The subclass's own constructor arguments, for :meth:`serialize`."""
@@ -49,15 +50,9 @@ class StackTriggerBase(BaseTrigger):
             "stack_name": self.stack_name,
             "poll_interval": self.poll_interval,
             **self.own_kwargs(),
-            "aws_conn_id": self.aws_conn_id,
-            "region_name": self.region_name,
-            "verify": self.verify,
-            "botocore_config": self.botocore_config,
+            **self.connection_kwargs,
         })
 
     def _cloudformation(self) -> Any:
         """A CloudFormation client (blocking: call it in a worker thread)."""
-        from tdv_airflow.hooks.deployment import TdvDeploymentHook
-
-        return TdvDeploymentHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name,
-                                 verify=self.verify, config=self.botocore_config).conn
+        return self.connection_hook().conn

@@ -29,7 +29,8 @@ class StackStatusTrigger(StackTriggerBase):
     The event's payload is ``{"status": ..., "message": ..., "stack": ...}`` where
     ``stack`` (on success) is the sensor contract of
     :func:`tdv_airflow.core.deployment.endpoint_of`. Turn it into a result or an exception
-    with :func:`result_from_event`.
+    with :func:`result_from_event`. Each poll is :func:`tdv_airflow.core.watch.poll_stack`,
+    the sensor's own step.
 
     :param stack_name: the stack name or id.
     :param poll_interval: seconds between polls.
@@ -38,10 +39,7 @@ class StackStatusTrigger(StackTriggerBase):
     :param not_found_grace_period: seconds a missing stack is waited for before failing.
     :param after_event_id: the last stack event the task already logged; later ones are
         logged as they arrive.
-    :param aws_conn_id: the Airflow AWS connection.
-    :param region_name: the region (the connection's when ``None``).
-    :param verify: TLS verification setting of the hook.
-    :param botocore_config: botocore client configuration as a dict.
+    :param connection: the connection arguments of :class:`StackTriggerBase`.
     """
 
     def __init__(
@@ -52,14 +50,9 @@ class StackStatusTrigger(StackTriggerBase):
         max_attempts: int | None = None,
         not_found_grace_period: float = 0.0,
         after_event_id: str | None = None,
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
-        verify: bool | str | None = None,
-        botocore_config: dict[str, Any] | None = None,
+        **connection: Any,
     ) -> None:
-        super().__init__(stack_name=stack_name, poll_interval=poll_interval,
-                         aws_conn_id=aws_conn_id, region_name=region_name, verify=verify,
-                         botocore_config=botocore_config)
+        super().__init__(stack_name=stack_name, poll_interval=poll_interval, **connection)
         self.max_attempts = max_attempts
         self.not_found_grace_period = not_found_grace_period
         self.after_event_id = after_event_id
@@ -72,10 +65,10 @@ class StackStatusTrigger(StackTriggerBase):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until the stack reaches a final state; yield one event."""
-        from tdv_airflow.core import stacks
+        from tdv_airflow.core.stacks import EventTail
 
         cfn = await asyncio.to_thread(self._cloudformation)
-        tail = stacks.EventTail(cfn, self.stack_name, after_event_id=self.after_event_id)
+        tail = EventTail(cfn, self.stack_name, after_event_id=self.after_event_id)
         started, attempt = time.monotonic(), 0
         while True:
             attempt += 1
@@ -91,31 +84,22 @@ class StackStatusTrigger(StackTriggerBase):
                 return
             await asyncio.sleep(self.poll_interval)
 
-    def _check(self, cfn: Any, tail: Any, elapsed: float) -> dict[str, Any] | None:
+    def _check(self, cfn: Any, tail: Any, waited: float) -> dict[str, Any] | None:
         """One poll (blocking; runs in a worker thread): the event payload, or ``None``."""
-        from tdv_airflow.core import deployment, stacks
+        from tdv_airflow.core.watch import poll_stack
 
-        stack = stacks.describe(cfn, self.stack_name)
-        if stack is None:
-            if elapsed < self.not_found_grace_period:
-                self.log.info("stack %s does not exist (yet)", self.stack_name)
-                return None
+        poll = poll_stack(cfn, self.stack_name, tail, waited=waited,
+                          not_found_grace_period=self.not_found_grace_period)
+        for line in poll.events:
+            self.log.info("stack event: %s", line)
+        self.log.info("%s", poll.message)
+        if poll.state == "success":
+            return {"status": SUCCESS, "stack": poll.result, "message": poll.message}
+        if poll.state == "failed":
+            return {"status": FAILED, "error": poll.error, "message": poll.message}
+        if poll.state == "not_found":
             return {"status": NOT_FOUND, "stack_name": self.stack_name,
-                    "message": str(StackNotFoundError(self.stack_name))}
-        for event in tail.poll():
-            self.log.info("stack event: %s", stacks.format_event(event))
-        status = stack["StackStatus"]
-        state = stacks.classify(status)
-        if state == "success":
-            return {"status": SUCCESS, "stack": deployment.endpoint_of(stack),
-                    "message": f"stack {self.stack_name!r} is {status}"}
-        if state == "failed":
-            error = {"stack_name": stack["StackName"], "status": status,
-                     "reason": stack.get("StackStatusReason"),
-                     "failed_event": stacks.first_failed_event(cfn, stack["StackId"])}
-            return {"status": FAILED, "error": error,
-                    "message": str(StackFailedError(**error))}
-        self.log.info("stack %s is %s", self.stack_name, status)
+                    "message": poll.message}
         return None
 
 

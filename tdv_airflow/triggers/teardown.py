@@ -26,10 +26,8 @@ class StackDeletedTrigger(StackTriggerBase):
         longer resolves, its id does).
     :param poll_interval: seconds between polls.
     :param max_attempts: polls before giving up.
-    :param aws_conn_id: the Airflow AWS connection.
-    :param region_name: the region (the connection's when ``None``).
-    :param verify: TLS verification setting of the hook.
-    :param botocore_config: botocore client configuration as a dict.
+    :param connection: the connection arguments of
+        :class:`~tdv_airflow.triggers.base.StackTriggerBase`.
     """
 
     def __init__(
@@ -38,14 +36,9 @@ class StackDeletedTrigger(StackTriggerBase):
         stack_name: str,
         poll_interval: float = 30.0,
         max_attempts: int = 120,
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
-        verify: bool | str | None = None,
-        botocore_config: dict[str, Any] | None = None,
+        **connection: Any,
     ) -> None:
-        super().__init__(stack_name=stack_name, poll_interval=poll_interval,
-                         aws_conn_id=aws_conn_id, region_name=region_name, verify=verify,
-                         botocore_config=botocore_config)
+        super().__init__(stack_name=stack_name, poll_interval=poll_interval, **connection)
         self.max_attempts = max_attempts
 
     def own_kwargs(self) -> dict[str, Any]:

@@ -257,10 +257,10 @@ def test_create_recreates_a_stack_left_in_rollback_complete(
         prepared: dict[str, Any], task_context: Any, caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
-    from testkit import stubbed_stacks
     from botocore.stub import Stubber
 
     from tdv_airflow.hooks import TdvDeploymentHook
+    from testkit import stubbed_stacks
 
     client = stubbed_stacks.client()
     hook = TdvDeploymentHook(aws_conn_id=None, region_name="eu-west-1")
