@@ -17,6 +17,36 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from tdv_airflow.core.clients import AwsClients
 
 
+def check_connection(hook: AwsBaseHook, aws_conn_id: str | None) -> None:
+    """Fail early and clearly on an unknown connection, a malformed region or missing
+    credentials (instead of a botocore error in the middle of a deployment).
+
+    :param hook: a task's hook.
+    :param aws_conn_id: the connection id it was built from (``None``: default chain).
+    :raises InvalidInputError: naming the value and the rule.
+    """
+    from airflow.sdk import BaseHook
+
+    from tdv_airflow.core.validation import check_region
+    from tdv_airflow.exceptions import InvalidInputError
+
+    if aws_conn_id is not None:
+        try:
+            BaseHook.get_connection(aws_conn_id)
+        except Exception as exc:  # AirflowNotFoundException, across Airflow versions
+            raise InvalidInputError(
+                f"aws_conn_id {aws_conn_id!r} is not a defined Airflow connection: define "
+                f"it (UI, CLI or AIRFLOW_CONN_{aws_conn_id.upper()}) or pass "
+                f"aws_conn_id=None for boto3's default credential chain ({exc})") from exc
+    region = hook.conn_region_name
+    if region is not None:
+        check_region(region)
+    if hook.get_session(region_name=region).get_credentials() is None:
+        raise InvalidInputError(
+            f"no AWS credentials found for aws_conn_id {aws_conn_id!r}: give the connection "
+            f"a key pair or role, or configure boto3's default credential chain")
+
+
 class TdvDeploymentHook(AwsBaseHook):
     """Boto3 clients for a deployment (S3, CloudFormation, Lambda) from one connection.
 

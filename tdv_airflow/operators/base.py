@@ -1,5 +1,6 @@
 """What every tdv-airflow task shares: the AWS connection arguments, the hook and the
-core's clients, and the test of whether an argument is known when the DAG is parsed.
+core's clients, its template fields, and the test of whether an argument is known when
+the DAG is parsed.
 
 Cheap to import (a DAG file pays for it): the hook, boto3 and the core load inside
 ``execute``.
@@ -52,58 +53,6 @@ def is_literal(value: Any) -> bool:
     return not hasattr(value, "resolve")
 
 
-#: An AWS tag value (letters, digits, spaces and ``_.:/=+-@``, at most 256 characters).
-_TAG_VALUE_RE = r"[\w .:/=+\-@]{1,256}"
-
-
-def check_deployment(deployment: Any) -> str:
-    """Return ``deployment`` if it can be the value of the ``tdv-airflow:deployment`` tag.
-
-    :param deployment: the deployment's name, e.g. ``"tdv-iris"``.
-    :raises InvalidInputError: naming the value and the rule.
-    """
-    import re
-
-    if isinstance(deployment, str) and re.fullmatch(_TAG_VALUE_RE, deployment):
-        return deployment
-    from tdv_airflow.exceptions import InvalidInputError
-
-    raise InvalidInputError(
-        f"invalid deployment {deployment!r}: expected a non-empty string of at most 256 "
-        "letters, digits, spaces and _.:/=+-@ (it becomes the stack tag "
-        "tdv-airflow:deployment), e.g. 'tdv-iris'")
-
-
-def check_connection(hook: Any, aws_conn_id: str | None) -> None:
-    """Fail early and clearly on an unknown connection, a malformed region or missing
-    credentials (instead of a botocore error in the middle of a deployment).
-
-    :param hook: the task's :class:`~tdv_airflow.hooks.deployment.TdvDeploymentHook`.
-    :param aws_conn_id: the connection id it was built from (``None``: default chain).
-    :raises InvalidInputError: naming the value and the rule.
-    """
-    from airflow.sdk import BaseHook
-
-    from tdv_airflow.core.validation import check_region
-    from tdv_airflow.exceptions import InvalidInputError
-
-    if aws_conn_id is not None:
-        try:
-            BaseHook.get_connection(aws_conn_id)
-        except Exception as exc:  # AirflowNotFoundException, across Airflow versions
-            raise InvalidInputError(
-                f"aws_conn_id {aws_conn_id!r} is not a defined Airflow connection: define "
-                f"it (UI, CLI or AIRFLOW_CONN_{aws_conn_id.upper()}) or pass "
-                f"aws_conn_id=None for boto3's default credential chain ({exc})") from exc
-    region = hook.conn_region_name
-    if region is not None:
-        check_region(region)
-    if hook.get_session(region_name=region).get_credentials() is None:
-        raise InvalidInputError(
-            f"no AWS credentials found for aws_conn_id {aws_conn_id!r}: give the connection "
-            f"a key pair or role, or configure boto3's default credential chain")
-
-
 class AwsConnectionMixin(BaseOperator, ConnectionArguments):
     """Adds ``aws_conn_id``, ``region_name``, ``verify`` and ``botocore_config``.
 
@@ -136,6 +85,8 @@ class AwsConnectionMixin(BaseOperator, ConnectionArguments):
     @cached_property
     def hook(self) -> TdvDeploymentHook:
         """The hook for this task's connection (checked when first built)."""
+        from tdv_airflow.hooks.deployment import check_connection
+
         hook = self.connection_hook()
         check_connection(hook, self.aws_conn_id)
         return hook

@@ -12,12 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tdv_airflow.links import CloudFormationStackLink
-from tdv_airflow.operators.base import (
-    AwsConnectionMixin,
-    aws_template_fields,
-    check_deployment,
-    is_literal,
-)
+from tdv_airflow.operators.base import AwsConnectionMixin, aws_template_fields, is_literal
 from tdv_airflow.operators.config import default_deferrable, default_poll_interval
 
 if TYPE_CHECKING:
@@ -178,6 +173,7 @@ class CreateStackOperator(AwsConnectionMixin):
     ) -> None:
         super().__init__(**kwargs)
         from tdv_airflow.core import validation
+        from tdv_airflow.operators.checks import check_deployment
 
         checks: list[tuple[Any, Callable[[Any], Any]]] = [
             (stack_name, validation.check_stack_name), (on_exists, validation.check_on_exists),
@@ -243,6 +239,7 @@ class CreateStackOperator(AwsConnectionMixin):
         from tdv_airflow.core import deployment
         from tdv_airflow.core.naming import client_request_token
         from tdv_airflow.core.retention import DEPLOYMENT_TAG
+        from tdv_airflow.operators.checks import check_deployment
 
         tags = dict(self.tags or {})
         if self.deployment is not None:

@@ -13,8 +13,6 @@ reads, so it is safe to retry.
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,62 +24,6 @@ if TYPE_CHECKING:
 
 #: How much of an answer's body an error quotes.
 _QUOTE_LIMIT = 2000
-
-
-def check_expected_predictions(expected: Any) -> list[Any] | None:
-    """``expected`` as a list (JSON text of a list is parsed), or ``None``.
-
-    :param expected: the predictions the endpoint must answer, or ``None`` (any).
-    :raises InvalidInputError: when it is neither a list nor ``None``.
-    """
-    value = expected
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            pass
-    if value is None or isinstance(value, list | tuple):
-        return None if value is None else list(value)
-    from tdv_airflow.exceptions import InvalidInputError
-
-    raise InvalidInputError(f"invalid expected_predictions {expected!r}: expected a list of "
-                            "predictions, e.g. [0, 2], or None to accept any")
-
-
-def _check_status_and_tolerance(expected_status: Any, tolerance: Any) -> None:
-    from tdv_airflow.exceptions import InvalidInputError
-
-    if isinstance(expected_status, bool) or not isinstance(expected_status, int) \
-            or not 100 <= expected_status <= 599:
-        raise InvalidInputError(f"invalid expected_status {expected_status!r}: expected an "
-                                "HTTP status code, an int from 100 to 599, e.g. 200")
-    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) \
-            or not 0 <= tolerance < math.inf:
-        raise InvalidInputError(f"invalid tolerance {tolerance!r}: expected a number >= 0 "
-                                "(how far a predicted number may be from the expected one)")
-
-
-def same_prediction(got: Any, want: Any, tolerance: float) -> bool:
-    """Whether a prediction matches the expected one.
-
-    Numbers match within ``tolerance``; a string never equals a number (``"2"`` is not
-    ``2``), a bool only equals a bool; lists and dicts match item by item.
-
-    :param got: what the endpoint answered.
-    :param want: what was expected.
-    :param tolerance: the largest difference allowed between two numbers.
-    """
-    if isinstance(want, bool) or isinstance(got, bool):
-        return type(got) is type(want) and got == want
-    if isinstance(want, int | float) and isinstance(got, int | float):
-        return math.isclose(got, want, rel_tol=0.0, abs_tol=tolerance) or got == want
-    if isinstance(want, list | tuple) and isinstance(got, list | tuple):
-        return len(got) == len(want) and all(
-            same_prediction(g, w, tolerance) for g, w in zip(got, want, strict=True))
-    if isinstance(want, dict) and isinstance(got, dict):
-        return got.keys() == want.keys() and all(
-            same_prediction(got[k], want[k], tolerance) for k in want)
-    return type(got) is type(want) and got == want
 
 
 class EndpointCheckOperator(AwsConnectionMixin):
@@ -119,12 +61,13 @@ class EndpointCheckOperator(AwsConnectionMixin):
     ) -> None:
         super().__init__(**kwargs)
         from tdv_airflow.core.validation import check_stack_name
+        from tdv_airflow.operators import checks
 
         if is_literal(stack_name):
             check_stack_name(stack_name)
         if is_literal(expected_predictions):
-            check_expected_predictions(expected_predictions)
-        _check_status_and_tolerance(expected_status, tolerance)
+            checks.check_expected_predictions(expected_predictions)
+        checks.check_status_and_tolerance(expected_status, tolerance)
         self.stack_name = stack_name
         self.payload = payload
         self.expected_predictions = expected_predictions
@@ -140,6 +83,7 @@ class EndpointCheckOperator(AwsConnectionMixin):
         from tdv_airflow.core.stacks import describe, outputs_of
         from tdv_airflow.core.validation import check_stack_name
         from tdv_airflow.exceptions import StackNotFoundError
+        from tdv_airflow.operators.checks import check_expected_predictions, predictions_of
 
         stack_name = check_stack_name(self.stack_name)
         expected = check_expected_predictions(self.expected_predictions)
@@ -151,7 +95,7 @@ class EndpointCheckOperator(AwsConnectionMixin):
             status, body = self._call(clients, stack)
         answer = {"stack_name": stack_name,
                   "api_endpoint": outputs_of(stack).get("ApiEndpoint"),
-                  "status": status, "predictions": _predictions(body)}
+                  "status": status, "predictions": predictions_of(body)}
         self._check(answer, body, expected)
         self.log.info("stack %s answered %s with predictions %s", stack_name, status,
                       answer["predictions"])
@@ -179,27 +123,12 @@ class EndpointCheckOperator(AwsConnectionMixin):
         """Raise :class:`EndpointCheckError` quoting the answer when it is not the one
         expected."""
         from tdv_airflow.exceptions import EndpointCheckError
+        from tdv_airflow.operators.checks import answer_problems
 
-        problems = []
-        if answer["status"] != self.expected_status:
-            problems.append(f"status {answer['status']}, expected {self.expected_status}")
-        if expected is not None and not same_prediction(answer["predictions"], expected,
-                                                        self.tolerance):
-            within = f" (within {self.tolerance:g})" if self.tolerance else ""
-            problems.append(f"predictions {json.dumps(answer['predictions'])}, expected "
-                            f"{json.dumps(expected)}{within}")
+        problems = answer_problems(answer, self.expected_status, expected, self.tolerance)
         if problems:
             quoted = body if len(body) <= _QUOTE_LIMIT else body[:_QUOTE_LIMIT] + "..."
             raise EndpointCheckError(
                 f"the endpoint of stack {answer['stack_name']!r} "
                 f"({answer['api_endpoint']}) answered wrongly: {'; '.join(problems)}; "
                 f"its answer: {quoted}")
-
-
-def _predictions(body: str) -> Any:
-    """The ``predictions`` of a JSON answer (``None`` when there are none)."""
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return None
-    return parsed.get("predictions") if isinstance(parsed, dict) else None

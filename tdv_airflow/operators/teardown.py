@@ -11,12 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tdv_airflow.operators.base import (
-    AwsConnectionMixin,
-    aws_template_fields,
-    check_deployment,
-    is_literal,
-)
+from tdv_airflow.operators.base import AwsConnectionMixin, aws_template_fields, is_literal
 from tdv_airflow.operators.config import default_deferrable, default_poll_interval
 
 if TYPE_CHECKING:
@@ -140,42 +135,6 @@ class DeleteStackOperator(AwsConnectionMixin):
         return {"stack_name": self.stack_name, "deleted": deleted, "stack_status": status}
 
 
-def keep_count(keep_versions: Any) -> int:
-    """``keep_versions`` as a whole number >= 1; a string of digits (a rendered template)
-    counts as its number.
-
-    :param keep_versions: an int, or a string of digits such as ``"3"``.
-    :raises InvalidInputError: for anything else (``0``, ``True``, ``"abc"``, ``2.5`` ...).
-    """
-    value = keep_versions
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        from tdv_airflow.exceptions import InvalidInputError
-
-        raise InvalidInputError(
-            f"invalid keep_versions {keep_versions!r}: expected a whole number of version "
-            "stacks to keep, at least 1 (an int, or a string of digits such as '3')")
-    return value
-
-
-def stack_names(names: Any, what: str = "exclude") -> tuple[str, ...]:
-    """``names`` as a tuple of stack names; one string counts as one name.
-
-    :param names: a string, or a sequence of strings.
-    :param what: the argument's name, for the message.
-    :raises InvalidInputError: when an entry is not a string.
-    """
-    items = (names,) if isinstance(names, str) else tuple(names or ())
-    bad = [n for n in items if not isinstance(n, str) or not n]
-    if bad:
-        from tdv_airflow.exceptions import InvalidInputError
-
-        raise InvalidInputError(f"invalid {what} {names!r}: expected stack names (non-empty "
-                                f"strings), got {bad!r}")
-    return items
-
-
 class RetireVersionsOperator(AwsConnectionMixin):
     """Delete a deployment's version stacks beyond the newest ``keep_versions``.
 
@@ -211,6 +170,7 @@ class RetireVersionsOperator(AwsConnectionMixin):
     ) -> None:
         super().__init__(**kwargs)
         from tdv_airflow.core.validation import check_positive
+        from tdv_airflow.operators.checks import check_deployment, keep_count, stack_names
 
         for value, check in ((deployment, check_deployment), (keep_versions, keep_count),
                              (exclude, stack_names)):
@@ -229,6 +189,7 @@ class RetireVersionsOperator(AwsConnectionMixin):
         :param context: the task context.
         """
         from tdv_airflow.core.retention import aws_reachable, retire
+        from tdv_airflow.operators.checks import check_deployment, keep_count, stack_names
 
         deployment = check_deployment(self.deployment)
         keep = keep_count(self.keep_versions)

@@ -22,7 +22,7 @@ from tdv_airflow.operators import (
     EndpointCheckOperator,
     PrepareDeploymentOperator,
 )
-from tdv_airflow.operators.endpoint import same_prediction
+from tdv_airflow.operators.checks import same_prediction
 from testkit.aws_state import all_objects, live_stacks
 from testkit.models import put_model, rows_of
 from testkit.task_context import FakeTaskInstance
