@@ -1,8 +1,8 @@
 """The trigger that waits for a deployment stack on the triggerer.
 
-It polls ``describe_stacks`` with the same classification as the sensor
-(:func:`tdv_airflow.core.stacks.classify`), so a failure or rollback ends the wait at once
-instead of after a whole rollback. boto3 calls run in a worker thread
+Each poll is the sensor's own step, :func:`tdv_airflow.core.watch.poll_stack` (describe,
+grace period for a missing stack, new events, classification), so a failure or rollback
+ends the wait at once instead of after a whole rollback. boto3 calls run in a worker thread
 (:func:`asyncio.to_thread`) one poll at a time, so the triggerer's event loop never
 blocks and a cancelled trigger stops at once.
 """

@@ -180,3 +180,36 @@ def test_templated_arguments_render_and_are_checked_when_the_task_runs(
     op.stack_name = "bad_name"  # as a template could render it
     with pytest.raises(InvalidInputError, match="bad_name"):
         op.execute(_context())
+
+
+def test_on_aws_the_request_is_sent_to_the_endpoint_signed_as_its_mode_needs(
+        run_dir: Deployed, local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The AWS branch, against the local stand-in of the stack's API verifying the SigV4
+    signature as API Gateway does (known signers only): the stack's endpoint is pointed
+    there."""
+    import boto3
+
+    from tdv_airflow import UserAwsAuth
+    from tdv_airflow.core.clients import AwsClients
+    from tdv_airflow.endpoint.verify import EndpointAuthenticator
+    from testkit.deployed import serving
+
+    emulator = AwsClients.from_auth(UserAwsAuth("testing", "testing",
+                                                endpoint_url=local_aws.endpoint_url),
+                                    "us-east-1")
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    session = boto3.Session(region_name="us-east-1")
+    on_aws = AwsClients(session.client, "us-east-1")  # AWS's own endpoints: never called
+    assert on_aws.emulator_endpoint is None
+    stack = run_dir.cfn.describe_stacks(StackName=STACK)["Stacks"][0]
+    op = _check(expected_predictions=SUMS)
+    strict = EndpointAuthenticator.for_stack(emulator, STACK, accept_unknown_signers=False)
+    with serving(emulator, STACK, run_dir.workdir, auth=strict) as server:
+        stack["Outputs"] = [{**o, "OutputValue": server.url} if o["OutputKey"] == "ApiEndpoint"
+                            else o for o in stack["Outputs"]]
+        assert op._call(on_aws, stack) == (200, '{"predictions": [3.0, 7.5]}')
+        unsigned = _check()
+        unsigned.aws_conn_id = None
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDOTHERKEY")
+        status, body = unsigned._call(on_aws, stack)
+    assert status == 403, body  # signed, by the connection's identity, with an unknown key
