@@ -154,8 +154,8 @@ with DAG(
         model_s3_key=trained["model_s3_key"], prepro_fn=prepro_fn,
         template_stack_local_path="{{ params.template_path }}",
         dependencies="{{ params.dependencies }}")
-    create = CreateStackOperator(
-        task_id="create_stack", prepare_env_response=prepare.output,
+    create = CreateStackOperator(  # starts the stack; the sensor waits for it
+        task_id="create_stack", prepare_env_response=prepare.output, deferrable=False,
         stack_name=trained["stack_name"], deployment=trained["deployment"],
         on_exists="{{ params.on_exists }}", endpoint_auth="{{ params.endpoint_auth }}")
     wait = StackStatusSensor(task_id="wait_for_stack", stack_name=trained["stack_name"],
