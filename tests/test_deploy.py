@@ -187,6 +187,8 @@ BAD_INPUTS = [
     ({"template_stack_local_path": "BROKEN"}, TemplateError, "neither valid JSON nor YAML"),
     ({"deployment_lbd_local_path": "/nonexistent/h.py"}, InvalidInputError, "does not exist"),
     ({"no_runtime": True}, InvalidInputError, "has no AWS Lambda runtime"),
+    ({"model_s3_key": "models/iris (v2)/m.pkl"}, InvalidInputError,
+     "invalid stack tag 'tdv-airflow:model': 'models/iris (v2)/m.pkl' (from model_s3_key)"),
 ]
 
 
@@ -217,3 +219,35 @@ def test_a_repeated_create_sends_nothing(aws, bucket, model_bytes, boto_session)
     again = make_deploy(aws, bucket).create_stack(resp, invoke_mode=0)
     assert again == {**first, "operation": "unchanged"}
     assert len(cfn.describe_stack_events(StackName="tdv-test-iris")["StackEvents"]) == events
+
+
+def test_a_bucket_in_another_region_is_refused_before_any_upload(aws, s3, boto_session) -> None:
+    """Lambda reads code only from a bucket in its own region: a bucket in eu-west-1 for a
+    stack in us-east-1 is refused, naming both, before an upload or a stack."""
+    eu = boto_session.client("s3", endpoint_url=aws.endpoint_url, region_name="eu-west-1")
+    eu.create_bucket(Bucket="tdv-eu-models",
+                     CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    eu.put_object(Bucket="tdv-eu-models", Key=MODEL_KEY, Body=b"model bytes")
+    with pytest.raises(InvalidInputError) as info:
+        make_deploy(aws, "tdv-eu-models").deploy(invoke_mode=0)
+    message = str(info.value)
+    for text in ("'tdv-eu-models'", "is in region eu-west-1", "deployed in us-east-1"):
+        assert text in message, message
+    listing = s3.list_objects_v2(Bucket="tdv-eu-models").get("Contents", [])
+    assert [o["Key"] for o in listing] == [MODEL_KEY]
+    cfn = boto_session.client("cloudformation", endpoint_url=aws.endpoint_url)
+    assert cfn.describe_stacks()["Stacks"] == []
+
+
+def test_an_awkward_model_key_is_refused_before_any_upload(aws, s3, bucket, boto_session
+                                                           ) -> None:
+    """A valid S3 key with characters IAM and CloudWatch Logs refuse in a tag would fail
+    the stack (its key tags the stack): refused while the model is there, nothing sent."""
+    key = "models/iris (v2)/m.pkl"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"model bytes")
+    with pytest.raises(InvalidInputError, match=re.escape(f"{key!r} (from model_s3_key)")):
+        make_deploy(aws, bucket, model_s3_key=key).prepare_deployment()
+    listing = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+    assert [o["Key"] for o in listing] == [key]
+    cfn = boto_session.client("cloudformation", endpoint_url=aws.endpoint_url)
+    assert cfn.describe_stacks()["Stacks"] == []

@@ -23,6 +23,7 @@ from tdv_airflow.core.retention import DEPLOYMENT_TAG
 from tdv_airflow.core.template import build_parameters, read_template
 from tdv_airflow.core.validation import (
     ENDPOINT_AUTH_MODES,
+    STACK_TAGS_MAX,
     check_bucket_name,
     check_callable,
     check_endpoint_auth,
@@ -30,6 +31,7 @@ from tdv_airflow.core.validation import (
     check_role_arn,
     check_s3_key,
     check_stack_name,
+    check_stack_tags,
     lambda_runtime,
 )
 from tdv_airflow.exceptions import InvalidInputError
@@ -92,6 +94,7 @@ def prepare(
 
     check_bucket_name(bucket)
     check_s3_key(model_s3_key, "model_s3_key")
+    stack_tags(model_s3_key)  # the key becomes a stack tag: refuse it now, not in the stack
     check_callable(prepro_fn)
     runtime = lambda_runtime()
     template_bytes, template_body = read_template(
@@ -108,7 +111,7 @@ def prepare(
     if deps is not None:
         built.append(deps.build())
     unzipped = _check_function_size(built)
-    s3_store.check_bucket(clients.s3, bucket)
+    s3_store.check_bucket(clients.s3, bucket, clients.region_name)
     model_sha256 = s3_store.object_sha256(clients.s3, bucket, model_s3_key)
 
     result = PrepareResult(response={})
@@ -251,6 +254,29 @@ def stack_parameters(response: Mapping[str, Any], stack_name: str,
     return build_parameters({"Parameters": declared}, values)
 
 
+#: The stack tag naming the model a stack serves (its key, cut to 256 characters).
+MODEL_TAG = "tdv-airflow:model"
+
+
+def stack_tags(model_s3_key: str, stack_name: str | None = None,
+               tags: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The stack's tags but the fingerprint, checked against what every tagged resource
+    accepts (:func:`~tdv_airflow.core.validation.check_tag`): the deployment (the stack
+    name), the model key, then ``tags`` (which win).
+
+    :param model_s3_key: the model's key (its first 256 characters tag the stack).
+    :param stack_name: the stack; ``None`` leaves the deployment tag out (prepare knows
+        no stack yet and checks the model's tag alone, before any upload).
+    :param tags: the user's tags.
+    :raises InvalidInputError: naming the bad tag, its value and the rule.
+    """
+    user = check_stack_tags(tags)
+    derived = {DEPLOYMENT_TAG: stack_name} if stack_name else {}
+    derived[MODEL_TAG] = str(model_s3_key)[:256]
+    origins = {} if MODEL_TAG in user else {MODEL_TAG: "model_s3_key"}
+    return check_stack_tags({**derived, **user}, origins, limit=STACK_TAGS_MAX - 1)
+
+
 def create_stack(
     clients: AwsClients,
     prepare_response: Mapping[str, Any],
@@ -299,9 +325,7 @@ def create_stack(
         log.warning("!!! stack %s: endpoint_auth='none' makes POST /predict PUBLIC: anyone "
                     "who knows the URL can call it (and run up the bill); use 'iam' or "
                     "'api_key' unless that is what you want", stack_name)
-    all_tags = {DEPLOYMENT_TAG: stack_name,
-                "tdv-airflow:model": str(response["model_s3_key"])[:256],
-                **{str(k): str(v) for k, v in (tags or {}).items()}}
+    all_tags = stack_tags(response["model_s3_key"], stack_name, tags)
     wanted = stacks.fingerprint(response["url_s3_stack_template"], params, all_tags, role_arn)
     applied = stacks.find_applied(clients.cloudformation, stack_name, wanted)
     if applied is not None:

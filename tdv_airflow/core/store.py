@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 from tdv_airflow.core.artifacts import Artifact
@@ -32,14 +33,20 @@ def _error_code(exc: Exception) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
-def check_bucket(s3: Any, bucket: str) -> None:
-    """Fail clearly when ``bucket`` is missing or not ours to use.
+def check_bucket(s3: Any, bucket: str, region: str | None = None) -> None:
+    """Fail clearly when ``bucket`` is missing, not ours to use, or in another region.
+
+    Lambda reads a function's code only from a bucket in the function's own region, and
+    botocore follows S3's redirect to any region: without this check the uploads work
+    and the stack then fails (and rolls back) on every run.
 
     :param s3: a boto3 S3 client.
     :param bucket: the bucket name.
+    :param region: the stack's region; ``None`` skips the region check.
+    :raises InvalidInputError: naming the bucket (and both regions when they differ).
     """
     try:
-        s3.head_bucket(Bucket=bucket)
+        head = s3.head_bucket(Bucket=bucket)
     except s3.exceptions.ClientError as exc:
         code = _error_code(exc)
         if code in {"404", "NoSuchBucket", "NotFound"}:
@@ -49,6 +56,33 @@ def check_bucket(s3: Any, bucket: str) -> None:
             raise InvalidInputError(f"S3 bucket {bucket!r} exists but these credentials may "
                                     "not use it (403 on HeadBucket)") from exc
         raise
+    where = bucket_region(s3, bucket, head)
+    if region is not None and where != region:
+        raise InvalidInputError(
+            f"S3 bucket {bucket!r} is in region {where}, but the stack is deployed in "
+            f"{region}: Lambda reads a function's code only from a bucket in the function's "
+            f"own region; use a bucket in {region}, or deploy in {where} (region_name)")
+
+
+def bucket_region(s3: Any, bucket: str, head: Mapping[str, Any] | None = None) -> str:
+    """The region ``bucket`` lives in.
+
+    HeadBucket names it (``BucketRegion``, the ``x-amz-bucket-region`` header); an S3
+    that does not is asked GetBucketLocation, whose empty answer means ``us-east-1``
+    (and ``EU`` the old name of ``eu-west-1``).
+
+    :param s3: a boto3 S3 client.
+    :param bucket: the bucket name.
+    :param head: the bucket's HeadBucket answer, when already asked.
+    """
+    head = head if head is not None else s3.head_bucket(Bucket=bucket)
+    headers = head.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    region = head.get("BucketRegion") or headers.get("x-amz-bucket-region")
+    if not region:
+        location = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint")
+        region = {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(location,
+                                                                            location)
+    return str(region)
 
 
 def _is_missing(exc: Exception) -> bool:

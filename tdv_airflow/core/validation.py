@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable
+import unicodedata
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tdv_airflow.exceptions import InvalidInputError
@@ -210,3 +211,99 @@ def check_region(region_name: Any, what: str = "region_name") -> str:
             f"invalid {what} {region_name!r}: an AWS region name looks like 'eu-west-1' "
             f"(pattern {REGION_RE.pattern})")
     return region_name
+
+
+#: Besides letters (Unicode L*), separators (Z*) and numbers (N*), the characters IAM and
+#: CloudWatch Logs accept in tags: CloudFormation copies the stack's tags to the role, the
+#: log groups, the function and the API, so one tag those services refuse fails the stack.
+TAG_PUNCTUATION = "_.:/=+-@"
+#: Longest tag key and value (IAM, CloudWatch Logs and CloudFormation agree).
+TAG_KEY_MAX, TAG_VALUE_MAX = 128, 256
+#: CloudFormation takes at most 50 stack tags.
+STACK_TAGS_MAX = 50
+_TAG_RULE = ("letters, digits, spaces and _ . : / = + - @ (the tag characters IAM and "
+             "CloudWatch Logs accept: CloudFormation copies the stack's tags to the "
+             "function's role and log groups)")
+
+
+def _tag_text(text: Any) -> str | None:
+    """``text`` as a tag's text: a string, or a number written out; ``None`` otherwise."""
+    if isinstance(text, str):
+        return text
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        return str(text)
+    return None
+
+
+def _refused_characters(text: str) -> str:
+    """The characters of ``text`` a tag may not hold, each once, in order (an invisible
+    one as its code point, e.g. ``U+000A``)."""
+    bad = [c for c in text
+           if unicodedata.category(c)[0] not in "LZN" and c not in TAG_PUNCTUATION]
+    return " ".join(dict.fromkeys(
+        repr(c) if c.isprintable() and unicodedata.category(c)[0] != "M"
+        else f"U+{ord(c):04X}" for c in bad))
+
+
+def check_tag(key: Any, value: Any, what: str | None = None) -> tuple[str, str]:
+    """Return ``(key, value)`` if they can tag the stack and every resource it creates.
+
+    A key holds 1 to 128, a value 1 to 256 letters, digits, spaces and ``_.:/=+-@``
+    (IAM's and CloudWatch Logs' pattern ``[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]``; CloudFormation
+    refuses an empty value); a key may not start with ``aws:``. A number is written out.
+
+    :param key: the tag key.
+    :param value: the tag value.
+    :param what: the argument the value comes from, for the message (e.g.
+        ``"model_s3_key"``); ``None`` for a tag given as such.
+    :raises InvalidInputError: naming the tag, its value and the rule it breaks.
+    """
+    origin = f" (from {what})" if what else ""
+    text_key = key if isinstance(key, str) else None
+    text_value = _tag_text(value)
+    if text_key is None or text_value is None:
+        raise InvalidInputError(
+            f"invalid stack tag {key!r}: {value!r}{origin}: expected a string key and a "
+            "string (or number) value")
+    problems = []
+    if not 1 <= len(text_key) <= TAG_KEY_MAX:
+        problems.append(f"a key holds 1 to {TAG_KEY_MAX} characters, this one "
+                        f"{len(text_key)}")
+    if text_key.lower().startswith("aws:"):
+        problems.append("a key may not start with 'aws:' (reserved for AWS)")
+    if not 1 <= len(text_value) <= TAG_VALUE_MAX:
+        problems.append(f"a value holds 1 to {TAG_VALUE_MAX} characters (CloudFormation "
+                        f"refuses an empty one), this one {len(text_value)}")
+    for part, text in (("key", text_key), ("value", text_value)):
+        refused = _refused_characters(text)
+        if refused:
+            problems.append(f"the {part} holds {refused}, which a tag may not hold")
+    if problems:
+        raise InvalidInputError(
+            f"invalid stack tag {text_key!r}: {text_value!r}{origin}: "
+            + "; ".join(problems) + f"; expected {_TAG_RULE}")
+    return text_key, text_value
+
+
+def check_stack_tags(tags: Any, origins: Mapping[str, str] | None = None,
+                     limit: int = STACK_TAGS_MAX) -> dict[str, str]:
+    """Return ``tags`` as ``{key: value}`` strings if every one can tag the stack.
+
+    :param tags: a mapping of tag keys to values (``None``: no tags).
+    :param origins: for tags derived from an argument, that argument's name by tag key
+        (e.g. ``{"tdv-airflow:model": "model_s3_key"}``), for the message.
+    :param limit: how many tags fit (CloudFormation takes :data:`STACK_TAGS_MAX`, less
+        the tags added later).
+    :raises InvalidInputError: naming the first bad tag and the rule, or when there are
+        more than ``limit``.
+    """
+    if tags is None:
+        return {}
+    if not isinstance(tags, Mapping):
+        raise InvalidInputError(f"invalid tags {tags!r}: expected a mapping of tag keys to "
+                                "values, e.g. {'team': 'fraud'}")
+    if len(tags) > limit:
+        raise InvalidInputError(
+            f"{len(tags)} stack tags ({sorted(map(str, tags))}): at most {limit} fit "
+            f"(CloudFormation takes {STACK_TAGS_MAX} stack tags, tdv-airflow's own included)")
+    return dict(check_tag(k, v, (origins or {}).get(k)) for k, v in tags.items())

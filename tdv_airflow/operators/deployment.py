@@ -181,6 +181,8 @@ class CreateStackOperator(AwsConnectionMixin):
             (role_arn or None, validation.check_role_arn)]
         if deployment is not None:
             checks.append((deployment, check_deployment))
+        if tags is not None:
+            checks.append((tags, validation.check_stack_tags))
         for value, check in checks:
             if is_literal(value):
                 check(value)

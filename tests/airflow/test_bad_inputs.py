@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ class Env:
     tmp_path: Path
     monkeypatch: pytest.MonkeyPatch
     clients: Any
+    #: ``bucket/key`` of the inputs a case puts in place itself (e.g. a model elsewhere)
+    inputs: set[str] = field(default_factory=set)
 
     def prepared(self) -> dict[str, Any]:
         """A real prepare response (its artifacts are created on purpose)."""
@@ -87,6 +89,44 @@ def _delete(**kw: Any) -> Callable[[Env], Any]:
 
         return DeleteStackOperator(**{"task_id": "delete", "stack_name": "tdv-bad",
                                       "poll_interval": 0.1, **kw}).execute(env.ctx)
+    return run
+
+
+def _create_at_parse(**kw: Any) -> Callable[[Env], Any]:
+    """A create task whose prepare response is only known when it runs: its literal
+    arguments are checked when the DAG is parsed, before the prepare task can upload."""
+    def run(env: Env) -> Any:
+        from tdv_airflow.operators import CreateStackOperator
+
+        return CreateStackOperator(**{"task_id": "create", "stack_name": "tdv-bad",
+                                      "prepare_env_response": "{{ ti.xcom_pull('prepare') }}",
+                                      **kw})
+    return run
+
+
+def _core_create(**kw: Any) -> Callable[[Env], Any]:
+    """The core's create, as a task runs it with rendered (non-literal) arguments."""
+    def run(env: Env) -> Any:
+        from tdv_airflow.core import deployment
+
+        return deployment.create_stack(env.clients, env.prepared(), "tdv-bad", **kw)
+    return run
+
+
+def _model_at(key: str, bucket: str = TEST_BUCKET, region: str = "us-east-1",
+              **kw: Any) -> Callable[[Env], Any]:
+    """Prepare with a model at ``key`` in ``bucket`` (created in ``region`` when missing)."""
+    def run(env: Env) -> Any:
+        import boto3
+
+        s3 = boto3.Session(region_name=region).client(
+            "s3", endpoint_url=env.clients.emulator_endpoint)
+        if bucket != TEST_BUCKET:
+            s3.create_bucket(Bucket=bucket,
+                             CreateBucketConfiguration={"LocationConstraint": region})
+        s3.put_object(Bucket=bucket, Key=key, Body=b"model bytes")
+        env.inputs.add(f"{bucket}/{key}")
+        return _prepare(bucket=bucket, model_s3_key=key, **kw)(env)
     return run
 
 
@@ -200,6 +240,24 @@ CASES: list[tuple[str, Callable[[Env], Any], type[Exception], tuple[str, ...]]] 
     ("deploy-auth-object", _deploy(auth_object="key:secret"), InvalidInputError,
      ("auth_object",)),
     ("retention-keep-zero", _retire_keep_zero, InvalidInputError, ("keep", "0")),
+    ("bucket-in-another-region", _model_at(MODEL_KEY, "tdv-eu-bucket", "eu-west-1"),
+     InvalidInputError, ("'tdv-eu-bucket'", "eu-west-1", "us-east-1")),
+    ("model-key-not-a-tag-value", _model_at("models/iris (v2)/m.pkl"), InvalidInputError,
+     ("'models/iris (v2)/m.pkl'", "model_s3_key", "tdv-airflow:model", "'(' ')'")),
+    ("deploy-model-key-not-a-tag-value", _deploy(model_s3_key="models/a&b/m.pkl"),
+     InvalidInputError, ("'models/a&b/m.pkl'", "'&'")),
+    ("tag-value-empty", _create(tags={"team": ""}), InvalidInputError,
+     ("'team'", "''", "1 to 256")),
+    ("tag-value-empty-at-parse", _create_at_parse(tags={"team": ""}), InvalidInputError,
+     ("'team'", "1 to 256")),
+    ("tag-value-refused-characters", _create(tags={"release": "v2 (beta)!"}),
+     InvalidInputError, ("'release'", "'v2 (beta)!'", "'(' ')' '!'")),
+    ("tag-key-aws-prefix", _create(tags={"aws:team": "fraud"}), InvalidInputError,
+     ("'aws:team'", "aws:")),
+    ("core-tag-value-empty", _core_create(tags={"team": ""}), InvalidInputError,
+     ("'team'", "1 to 256")),
+    ("core-tag-value-refused-characters", _core_create(tags={"owner": "a,b"}),
+     InvalidInputError, ("'owner'", "','")),
 ]
 
 
@@ -230,4 +288,5 @@ def test_bad_input_fails_before_anything_is_created(
     for text in texts:
         assert text in message, f"{text!r} missing from: {message}"
     assert live_stacks(cfn) == []
-    assert all_objects(s3) <= ({f"{bucket}/{MODEL_KEY}"} | baseline), all_objects(s3)
+    assert all_objects(s3) <= ({f"{bucket}/{MODEL_KEY}"} | baseline | env.inputs), \
+        all_objects(s3)

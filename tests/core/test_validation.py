@@ -85,3 +85,82 @@ def test_create_stack_checks_on_exists_before_calling_aws() -> None:
 
     with pytest.raises(InvalidInputError, match="invalid on_exists 'replace'"):
         deployment.create_stack(None, {}, "tdv-iris", on_exists="replace")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("team", "fraud detection"), ("tdv-airflow:model", "models/iris/v2/model.pkl"),
+    ("owner", "ana@example.org"), ("k_1.2:/=+-@", "v_1.2:/=+-@"), ("équipe", "données ١٢"),
+    ("k" * 128, "v" * 256), ("n\u00a0b", "x\u2003y"),  # letters and any Unicode space
+])
+def test_good_tags(key: str, value: str) -> None:
+    from tdv_airflow.core.validation import check_tag
+
+    assert check_tag(key, value) == (key, value)
+
+
+def test_a_number_tag_value_is_written_out() -> None:
+    from tdv_airflow.core.validation import check_stack_tags
+
+    assert check_stack_tags({"version": 3, "ratio": 0.5}) == {"version": "3", "ratio": "0.5"}
+
+
+@pytest.mark.parametrize(("key", "value", "rule"), [
+    ("team", "", "1 to 256"),
+    ("", "x", "1 to 128"),
+    ("k" * 129, "x", "1 to 128"),
+    ("team", "v" * 257, "1 to 256"),
+    ("aws:team", "x", "'aws:'"),
+    ("AWS:team", "x", "'aws:'"),
+    ("tdv-airflow:model", "models/iris (v2)/m.pkl", "'(' ')'"),
+    ("team", "a!b*c'd,e&f$g", "'!' '*' \"'\" ',' '&' '$'"),
+    ("team", "line\nbreak", "U+000A"),
+    ("team", "e\u0301", "U+0301"),  # a combining mark is not a letter (category Mn)
+    ("te(am", "x", "the key holds '('"),
+    ("team", None, "string"),
+    ("team", True, "string"),
+    (3, "x", "string"),
+])
+def test_bad_tags_name_the_tag_the_value_and_the_rule(key: object, value: object,
+                                                       rule: str) -> None:
+    from tdv_airflow.core.validation import check_tag
+
+    with pytest.raises(InvalidInputError) as info:
+        check_tag(key, value)
+    message = str(info.value)
+    assert f"invalid stack tag {key!r}" in message or f"invalid stack tag {str(key)!r}" \
+        in message, message
+    assert rule in message, message
+    assert "_ . : / = + - @" in message or "string" in message, message
+
+
+def test_a_tag_from_an_argument_names_the_argument() -> None:
+    from tdv_airflow.core.validation import check_stack_tags
+
+    with pytest.raises(InvalidInputError, match=r"'models/a&b.pkl' \(from model_s3_key\)"):
+        check_stack_tags({"tdv-airflow:model": "models/a&b.pkl"},
+                         {"tdv-airflow:model": "model_s3_key"})
+
+
+def test_tags_must_be_a_mapping_of_at_most_fifty() -> None:
+    from tdv_airflow.core.validation import check_stack_tags
+
+    assert check_stack_tags(None) == {}
+    with pytest.raises(InvalidInputError, match=r"invalid tags \['team'\]: expected a mapping"):
+        check_stack_tags(["team"])
+    with pytest.raises(InvalidInputError, match="51 stack tags .*at most 50 fit"):
+        check_stack_tags({f"k{i}": "v" for i in range(51)})
+
+
+def test_stack_tags_check_ours_and_the_users_with_room_for_the_fingerprint() -> None:
+    from tdv_airflow.core.deployment import MODEL_TAG, stack_tags
+    from tdv_airflow.core.retention import DEPLOYMENT_TAG
+
+    assert stack_tags("m/" + "k" * 300, "tdv-iris", {"team": "fraud"}) == {
+        DEPLOYMENT_TAG: "tdv-iris", MODEL_TAG: ("m/" + "k" * 300)[:256], "team": "fraud"}
+    assert stack_tags("models/iris/m.pkl") == {MODEL_TAG: "models/iris/m.pkl"}
+    with pytest.raises(InvalidInputError, match=r"\(from model_s3_key\).*'\(' '\)'"):
+        stack_tags("models/iris (v2)/m.pkl", "tdv-iris")
+    with pytest.raises(InvalidInputError, match="invalid stack tag 'team': ''"):
+        stack_tags("models/iris/m.pkl", "tdv-iris", {"team": ""})
+    with pytest.raises(InvalidInputError, match="at most 49 fit"):
+        stack_tags("m.pkl", "tdv-iris", {f"k{i}": "v" for i in range(48)})
