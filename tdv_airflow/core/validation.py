@@ -235,9 +235,12 @@ def _tag_text(text: Any) -> str | None:
     return None
 
 
-def _refused_characters(text: str) -> str:
+def refused_tag_characters(text: str) -> str:
     """The characters of ``text`` a tag may not hold, each once, in order (an invisible
-    one as its code point, e.g. ``U+000A``)."""
+    one as its code point, e.g. ``U+000A``); empty when every character is allowed.
+
+    :param text: a tag key or value.
+    """
     bad = [c for c in text
            if unicodedata.category(c)[0] not in "LZN" and c not in TAG_PUNCTUATION]
     return " ".join(dict.fromkeys(
@@ -275,7 +278,7 @@ def check_tag(key: Any, value: Any, what: str | None = None) -> tuple[str, str]:
         problems.append(f"a value holds 1 to {TAG_VALUE_MAX} characters (CloudFormation "
                         f"refuses an empty one), this one {len(text_value)}")
     for part, text in (("key", text_key), ("value", text_value)):
-        refused = _refused_characters(text)
+        refused = refused_tag_characters(text)
         if refused:
             problems.append(f"the {part} holds {refused}, which a tag may not hold")
     if problems:
