@@ -13,27 +13,23 @@ Every night at 02:00 UTC, and on demand with the Params below:
    that name, updated in place; ``per_version`` one stack ``...-{version}`` per version.
 4. ``wait_for_stack`` waits for it; ``smoke_test`` posts ``smoke_payload`` to the endpoint
    with the auth it needs and checks the predictions.
-5. ``retire_old_versions`` deletes the deployment's stacks beyond the newest
-   ``keep_versions``, never the stable stack (in ``stable`` mode, nothing to delete).
+5. ``per_version`` mode only: ``retire_old_versions`` deletes the deployment's stacks
+   beyond the newest ``keep_versions``, never the stable stack.
 
 ``max_active_runs=1``: runs never interleave updates of the stable stack. Parsing this
-file imports neither boto3 nor scikit-learn.
+file imports neither boto3 nor scikit-learn. Before the first run:
 
-Before the first run:
-
-* The Airflow connection ``aws_default`` (type ``aws``). For AWS: credentials or a role
-  allowed to use S3, CloudFormation, IAM (the stack creates the function's role), Lambda,
-  API Gateway and CloudWatch Logs, and the extra ``{"region_name": "eu-west-1"}``. For the
-  local emulator, ``tdv-local-aws env`` prints it (with an ``endpoint_url``); there the
-  smoke test runs the deployed function locally, as the emulator runs no Lambda.
-* The bucket of Param ``bucket``: create it, the DAG does not.
-* Param ``dependencies`` (:class:`tdv_airflow.core.layers.Dependencies` fields): the
-  default copies the worker's scikit-learn and its requirements, right for the emulator
-  and a Linux x86_64 worker; else ``{"requirements": ["scikit-learn==1.6.1"]}`` (pip).
-* How tasks wait is Airflow configuration: ``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE=true``
-  defers them to the triggerer; else ``AIRFLOW__TDV_AIRFLOW__SENSOR_MODE`` = ``poke``
-  (default) or ``reschedule``. ``AIRFLOW__TDV_AIRFLOW__POLL_INTERVAL``: seconds between
-  stack polls (default 30).
+* The Airflow connection ``aws_default`` (type ``aws``): for AWS, credentials allowed to
+  use S3, CloudFormation, IAM, Lambda, API Gateway and CloudWatch Logs, and the extra
+  ``{"region_name": "eu-west-1"}``; for the emulator, ``tdv-local-aws env`` prints it
+  (the smoke test then runs the deployed function locally).
+* Create the bucket of Param ``bucket``: the DAG does not.
+* Param ``dependencies`` defaults to copying the worker's scikit-learn and its
+  requirements (right on the emulator or a Linux x86_64 worker); else use e.g.
+  ``{"requirements": ["scikit-learn==1.6.1"]}`` (pip for Lambda).
+* Waiting is Airflow configuration: ``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE=true``
+  defers to the triggerer, else ``AIRFLOW__TDV_AIRFLOW__SENSOR_MODE`` = ``poke`` or
+  ``reschedule``; ``AIRFLOW__TDV_AIRFLOW__POLL_INTERVAL`` = seconds between polls.
 """
 
 from __future__ import annotations
@@ -42,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import DAG, Param, task
+from airflow.sdk.exceptions import AirflowSkipException
 
 from tdv_airflow.core.naming import model_version_from_context, stack_name_from
 from tdv_airflow.operators import (
@@ -78,6 +75,12 @@ def prepro_fn(payload: Any) -> list[list[float]]:
     return [_features(record) for record in records]
 
 
+def per_version_only(context: Any) -> None:
+    """Skip a task in ``stable`` mode (one stack: no version stack to retire)."""
+    if context["params"]["stack_mode"] != "per_version":
+        raise AirflowSkipException("stable mode: no version stack to retire")
+
+
 SAMPLE = {"instances": [dict(zip(FEATURES, (5.1, 3.5, 1.4, 0.2), strict=True)),
                         dict(zip(FEATURES, (6.7, 3.0, 5.2, 2.3), strict=True))]}
 
@@ -99,14 +102,11 @@ with DAG(
                               type="string", pattern="^[A-Za-z][A-Za-z0-9-]{0,40}$"),
         "bucket": Param("tdv-airflow-models", "An existing S3 bucket, e.g. my-models.",
                         type="string", minLength=3, maxLength=63),
-        "model_prefix": Param("models", "Key prefix of the models, e.g. models.",
-                              type="string", minLength=1),
+        "model_prefix": Param("models", "Key prefix, e.g. models.", type="string", minLength=1),
         "stack_mode": Param("stable", "stable: one stack updated in place; per_version: "
                             "one stack per model version.", enum=["stable", "per_version"]),
-        "keep_versions": Param(3, "How many of the newest version stacks to keep, e.g. 3.",
-                               type="integer", minimum=1),
-        "on_exists": Param("update", "What to do when the stack exists.",
-                           enum=["update", "skip", "fail"]),
+        "keep_versions": Param(3, "Newest version stacks kept, e.g. 3.", type="integer", minimum=1),
+        "on_exists": Param("update", "When the stack exists.", enum=["update", "skip", "fail"]),
         "endpoint_auth": Param("iam", "Who may call: SigV4-signed callers (iam), holders of "
                                "the API key, anyone (none).", enum=["iam", "api_key", "none"]),
         "template_path": Param(None, "A CloudFormation template on the worker, e.g. "
@@ -144,9 +144,8 @@ with DAG(
             print(f"model s3://{bucket}/{key}: accuracy {model.score(features, labels):.3f}")
         deployment = stack_name_from(params["stack_prefix"], params["model_name"])
         per_version = params["stack_mode"] == "per_version"
-        return {"model_s3_key": key, "version": version, "deployment": deployment,
-                "stack_name": stack_name_from(deployment, version) if per_version
-                else deployment}
+        name = stack_name_from(deployment, version) if per_version else deployment
+        return {"model_s3_key": key, "deployment": deployment, "stack_name": name}
 
     trained = train_model()
     prepare = PrepareDeploymentOperator(
@@ -161,10 +160,10 @@ with DAG(
     wait = StackStatusSensor(task_id="wait_for_stack", stack_name=trained["stack_name"],
                              timeout=3600, not_found_grace_period=120)
     smoke = EndpointCheckOperator(
-        task_id="smoke_test",
-        stack_name="{{ ti.xcom_pull(task_ids='wait_for_stack')['stack_name'] }}",
+        task_id="smoke_test", stack_name="{{ ti.xcom_pull('wait_for_stack')['stack_name'] }}",
         payload="{{ params.smoke_payload }}", expected_predictions="{{ params.smoke_expected }}")
     retire = RetireVersionsOperator(
-        task_id="retire_old_versions", deployment=trained["deployment"],
-        keep_versions="{{ params.keep_versions }}", exclude=[trained["deployment"]])
+        task_id="retire_old_versions", pre_execute=per_version_only,
+        deployment=trained["deployment"], exclude=[trained["deployment"]],
+        keep_versions="{{ params.keep_versions }}")
     create >> wait >> smoke >> retire
