@@ -33,9 +33,14 @@ Behaviour:
 
 * Accepts API Gateway REST (payload v1) and HTTP API (payload v2) proxy events, with
   plain or base64-encoded bodies.
-* Artifacts are downloaded once per execution environment, lazily on the first request
-  (importing this module never touches S3). Each download's SHA-256 is checked against
-  the environment *before* anything is unpickled. A failed load is not cached.
+* Artifacts are downloaded once per execution environment. In Lambda (the runtime sets
+  ``AWS_LAMBDA_INITIALIZATION_TYPE``) they are loaded while the module is imported, in
+  the init phase, so that the first request does not spend API Gateway's 29 s on a large
+  model; a load that fails there is logged and retried by the first request, and an init
+  phase that runs out of its 10 s is run again by Lambda within the first invocation.
+  Anywhere else importing this module never touches S3 and the first request loads
+  them. Each download's SHA-256 is checked against the environment *before* anything is
+  unpickled. A failed load is not cached.
 * ``prepro_fn(payload)`` runs on the parsed JSON body, then ``model.predict(...)``; the
   answer is ``200 {"predictions": [...]}``.
 * Errors: not an API Gateway event / missing or malformed JSON → 400; method other than
@@ -44,8 +49,10 @@ Behaviour:
   ``ArithmeticError``, ``AttributeError``) → 422 with the exception type and a truncated
   message; anything else → 500 with the request id. No exception escapes the handler.
 * Exactly one structured JSON line per request on the ``lbd_request_processor.access``
-  logger (status, latency_ms, request_id, method). Load problems are logged on the
-  ``lbd_request_processor`` logger. Request bodies are never logged.
+  logger (status, latency_ms, request_id, method, and ``cold_start`` for the execution
+  environment's first request). Loads (``artifacts_loaded`` with the phase, ``init`` or
+  ``request``) and load problems are logged on the ``lbd_request_processor`` logger.
+  Request bodies are never logged.
 """
 
 from __future__ import annotations
@@ -136,15 +143,17 @@ class _HttpError(Exception):
 
 _ARTIFACTS: _Artifacts | None = None
 _S3_CLIENT: Any = None
+_SERVED = False
 _LOCK = threading.Lock()
 
 
 def _reset_cache() -> None:
-    """Forget the loaded artifacts and the S3 client (for tests)."""
-    global _ARTIFACTS, _S3_CLIENT
+    """Forget the loaded artifacts, the S3 client and the requests served (for tests)."""
+    global _ARTIFACTS, _S3_CLIENT, _SERVED
     with _LOCK:
         _ARTIFACTS = None
         _S3_CLIENT = None
+        _SERVED = False
 
 
 def _s3_client() -> Any:
@@ -283,9 +292,10 @@ def _load_from_s3() -> _Artifacts:
     return _Artifacts(model=model, prepro_fn=prepro_fn)
 
 
-def _get_artifacts() -> tuple[_Artifacts, bool]:
+def _get_artifacts(phase: str = "request") -> tuple[_Artifacts, bool]:
     """The cached artifacts, loaded on first use.
 
+    :param phase: when the load happens, for the log: ``init`` or ``request``.
     :returns: the artifacts and whether this call loaded them.
     :raises _LoadError: when loading fails (nothing is cached then).
     """
@@ -301,10 +311,34 @@ def _get_artifacts() -> tuple[_Artifacts, bool]:
         _ARTIFACTS = artifacts
         _log_json(_LOG, logging.INFO, {
             "event": "artifacts_loaded",
+            "phase": phase,
             "load_ms": round((time.perf_counter() - started) * 1000, 3),
             "model_type": type(artifacts.model).__name__,
         })
         return artifacts, True
+
+
+def _load_at_init() -> bool:
+    """Load the artifacts during Lambda's init phase (only when Lambda initialises this
+    module: ``AWS_LAMBDA_INITIALIZATION_TYPE`` is set).
+
+    Never raises: a failed load is logged and left to the first request, which retries it.
+
+    :returns: whether the artifacts are loaded.
+    """
+    if not os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE"):
+        return False
+    try:
+        _get_artifacts("init")
+    except _LoadError as exc:
+        _log_json(_LOG, logging.ERROR, {"event": "artifact_load_failed", "phase": "init",
+                                        "message": str(exc)})
+        return False
+    except Exception as exc:  # an import must not fail: the first request retries
+        _log_json(_LOG, logging.ERROR, {"event": "artifact_load_failed", "phase": "init",
+                                        "error_type": type(exc).__name__})
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- requests
@@ -524,7 +558,8 @@ def _response(status: int, payload: Mapping[str, Any],
 
 
 class _RequestState:
-    """What the access log line reports about one request."""
+    """What the access log line reports about one request (``cold``: the execution
+    environment's first request)."""
 
     def __init__(self) -> None:
         """Start with nothing known."""
@@ -547,7 +582,7 @@ def _process(event: Any, method: str | None, state: _RequestState) -> dict[str, 
                          headers={"Allow": "POST"})
     raw = _body_bytes(event, _max_body_bytes())
     payload = _parse_json(raw)
-    artifacts, state.cold = _get_artifacts()
+    artifacts, _ = _get_artifacts()
     try:
         features = artifacts.prepro_fn(payload)
         predictions = artifacts.model.predict(features)
@@ -567,8 +602,10 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     :param context: the Lambda context.
     :returns: a proxy integration response; never raises.
     """
+    global _SERVED
     started = time.perf_counter()
     state = _RequestState()
+    state.cold, _SERVED = not _SERVED, True
     request_id = "unknown"
     method: str | None = None
     try:
@@ -635,3 +672,6 @@ def _log_access(status: int, started: float, request_id: str, method: str | None
         _log_json(_ACCESS_LOG, logging.INFO, record)
     except Exception:  # logging must never break the answer
         return
+
+
+_load_at_init()

@@ -124,6 +124,11 @@ class AwsClients:
         """The Lambda client."""
         return self._factory("lambda")
 
+    @cached_property
+    def kms(self) -> Any:
+        """The KMS client."""
+        return self._factory("kms")
+
 
 #: Host name endings of AWS's own endpoints (commercial, China, dual-stack).
 AWS_HOST_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")

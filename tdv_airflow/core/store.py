@@ -142,13 +142,17 @@ def object_sha256(s3: Any, bucket: str, key: str, what: str = "model_s3_key") ->
     return digest.hexdigest()
 
 
-def upload_artifact(s3: Any, bucket: str, prefix: str, artifact: Artifact) -> tuple[str, bool]:
+def upload_artifact(s3: Any, bucket: str, prefix: str, artifact: Artifact,
+                    encryption: Mapping[str, Any] | None = None) -> tuple[str, bool]:
     """Upload ``artifact`` under its content-addressed key unless it is already there.
 
     :param s3: a boto3 S3 client.
     :param bucket: the bucket.
     :param prefix: the key prefix.
     :param artifact: the artifact.
+    :param encryption: the ``put_object`` encryption arguments, the bucket's own
+        (:meth:`tdv_airflow.core.encryption.BucketEncryption.put_args`); SSE-S3 when
+        ``None``.
     :returns: the key, and whether bytes were sent.
     """
     key = artifact_key(prefix, artifact)
@@ -169,7 +173,7 @@ def upload_artifact(s3: Any, bucket: str, prefix: str, artifact: Artifact) -> tu
             ChecksumAlgorithm="SHA256",
             ChecksumSHA256=base64.b64encode(bytes.fromhex(artifact.sha256)).decode(),
             Metadata={"sha256": artifact.sha256},
-            ServerSideEncryption="AES256",
+            **(encryption or {"ServerSideEncryption": "AES256"}),
         )
     except s3.exceptions.ClientError as exc:
         raise ArtifactError(f"upload of {artifact.kind} to s3://{bucket}/{key} failed: "

@@ -310,3 +310,47 @@ def check_stack_tags(tags: Any, origins: Mapping[str, str] | None = None,
             f"{len(tags)} stack tags ({sorted(map(str, tags))}): at most {limit} fit "
             f"(CloudFormation takes {STACK_TAGS_MAX} stack tags, tdv-airflow's own included)")
     return dict(check_tag(k, v, (origins or {}).get(k)) for k, v in tags.items())
+
+
+#: Template parameters whose value caps traffic, and the smallest value that lets any
+#: through: a reservation of 0 never runs the function, a throttling limit of 0 refuses
+#: every request. ``ReservedConcurrency`` also takes -1 (no reservation).
+CAPACITY_MINIMUMS = {"ReservedConcurrency": 1, "ThrottlingBurstLimit": 1,
+                     "ThrottlingRateLimit": 1, "UsagePlanBurstLimit": 1,
+                     "UsagePlanRateLimit": 1, "UsagePlanQuotaLimit": 1}
+_INTEGER_CAPACITIES = frozenset({"ReservedConcurrency", "ThrottlingBurstLimit",
+                                 "UsagePlanBurstLimit", "UsagePlanQuotaLimit"})
+
+
+def check_capacity_parameters(parameters: Any) -> None:
+    """Fail when a stack parameter would block all traffic: ``ReservedConcurrency`` 0 (or
+    below -1), or a throttling or usage plan limit below 1.
+
+    A reservation must also leave at least 100 concurrent executions unreserved in the
+    account and region (Lambda refuses it otherwise); that depends on the account and is
+    left to Lambda.
+
+    :param parameters: the stack parameters given by the caller (``None``: none).
+    :raises InvalidInputError: naming the parameter, its value and what is expected.
+    """
+    for name, minimum in CAPACITY_MINIMUMS.items():
+        if not isinstance(parameters, Mapping) or parameters.get(name) is None:
+            continue
+        raw = parameters[name]
+        try:
+            value = float(raw) if not isinstance(raw, bool) else None
+        except (TypeError, ValueError):
+            value = None
+        integral = value is not None and value.is_integer()
+        if name == "ReservedConcurrency" and value == -1:
+            continue
+        if (value is None or value < minimum
+                or (name in _INTEGER_CAPACITIES and not integral)):
+            extra = (" or -1 for no reservation (0 would stop the function from ever running;"
+                     " a reservation must also leave 100 unreserved in the account)"
+                     if name == "ReservedConcurrency" else
+                     " (0 refuses every request)")
+            kind = "an integer" if name in _INTEGER_CAPACITIES else "a number"
+            raise InvalidInputError(
+                f"invalid stack parameter {name}={raw!r}: expected {kind} of at least "
+                f"{minimum}{extra}")
