@@ -87,3 +87,15 @@ class AwsUnreachableError(TdvError):
                          f"safe to retry)")
         self.endpoint_url = endpoint_url
         self.operation = operation
+
+
+class EmulatedAccessDeniedError(TdvError):
+    """Inside the embedded AWS: a call CloudFormation makes with a stack's service role is
+    one the role's policies refuse (``tdv_airflow.local.fix_service_role`` turns it into
+    the failed resource and rolled-back stack AWS shows; it never reaches a caller)."""
+
+    def __init__(self, logical_id: str, resource_type: str, reason: str) -> None:
+        super().__init__(reason)
+        self.logical_id = logical_id
+        self.resource_type = resource_type
+        self.reason = reason

@@ -18,6 +18,7 @@ from typing import Any
 from tdv_airflow.core import artifacts, layers, stacks
 from tdv_airflow.core import store as s3_store
 from tdv_airflow.core.clients import AwsClients
+from tdv_airflow.core.iam import BOUNDARY_PARAMETER, check_permissions_boundary_arn
 from tdv_airflow.core.resources import default_lambda_source_path, default_template_path
 from tdv_airflow.core.retention import DEPLOYMENT_TAG
 from tdv_airflow.core.template import build_parameters, read_template
@@ -208,7 +209,8 @@ def function_name_for(stack_name: str) -> str:
 
 def stack_parameters(response: Mapping[str, Any], stack_name: str,
                      extra: Mapping[str, Any] | None = None, *,
-                     endpoint_auth: str = "iam") -> list[dict[str, str]]:
+                     endpoint_auth: str = "iam",
+                     permissions_boundary_arn: str | None = None) -> list[dict[str, str]]:
     """The CloudFormation parameters for a prepare result.
 
     :param response: the prepare result.
@@ -217,8 +219,11 @@ def stack_parameters(response: Mapping[str, Any], stack_name: str,
         ``EndpointAuth`` here wins over ``endpoint_auth``.
     :param endpoint_auth: how callers authenticate: ``"iam"`` (SigV4, the default),
         ``"api_key"`` or ``"none"`` (public); becomes the ``EndpointAuth`` parameter.
+    :param permissions_boundary_arn: the function role's permissions boundary; becomes the
+        ``PermissionsBoundaryArn`` parameter (``extra`` may set it too).
     :raises InvalidInputError: for another ``endpoint_auth``, or a non-default one with a
-        template that does not declare ``EndpointAuth``.
+        template that does not declare ``EndpointAuth``; for a boundary that is not a
+        policy ARN or a template that does not declare ``PermissionsBoundaryArn``.
     """
     mode = check_endpoint_auth(endpoint_auth)
     digests = response["sha256"]
@@ -249,7 +254,15 @@ def stack_parameters(response: Mapping[str, Any], stack_name: str,
             f"endpoint_auth={endpoint_auth!r} needs a template that declares the parameter "
             "'EndpointAuth' (see the shipped templates/stack_template.json); this one does not, "
             "so its own settings decide how the endpoint is authenticated")
+    if permissions_boundary_arn is not None:
+        if BOUNDARY_PARAMETER not in response["template_parameters"]:
+            raise InvalidInputError(
+                f"permissions_boundary_arn={permissions_boundary_arn!r} needs a template that "
+                f"declares the parameter {BOUNDARY_PARAMETER!r} (see the shipped "
+                "templates/stack_template.json); this one does not")
+        values[BOUNDARY_PARAMETER] = permissions_boundary_arn
     values.update(extra or {})
+    check_permissions_boundary_arn(values.get(BOUNDARY_PARAMETER) or None)
     declared: dict[str, Any] = {name: {} for name in response["template_parameters"]}
     return build_parameters({"Parameters": declared}, values)
 
@@ -289,6 +302,7 @@ def create_stack(
     *,
     endpoint_auth: str = "iam",
     role_arn: str | None = None,
+    permissions_boundary_arn: str | None = None,
 ) -> dict[str, Any]:
     """Create or update the deployment stack (does not wait for it to finish).
 
@@ -312,14 +326,19 @@ def create_stack(
         public endpoint, logged as a warning).
     :param role_arn: the CloudFormation service role that creates the resources
         (``RoleARN``); ``None`` lets CloudFormation act with the caller's permissions.
+    :param permissions_boundary_arn: the managed policy that bounds the function role
+        (``PermissionsBoundaryArn``); the published service role policy creates roles only
+        with it (``docs/iam.md``).
     :returns: the create contract (``stack_id``, ``stack_name``, ``stack_status``,
         ``operation``).
     """
     check_stack_name(stack_name)
     check_on_exists(on_exists)
     check_role_arn(role_arn)
+    check_permissions_boundary_arn(permissions_boundary_arn)
     response = check_prepare_response(prepare_response)
-    params = stack_parameters(response, stack_name, parameters, endpoint_auth=endpoint_auth)
+    params = stack_parameters(response, stack_name, parameters, endpoint_auth=endpoint_auth,
+                              permissions_boundary_arn=permissions_boundary_arn)
     if any(p["ParameterKey"] == "EndpointAuth" and p["ParameterValue"] == "NONE"
            for p in params):
         log.warning("!!! stack %s: endpoint_auth='none' makes POST /predict PUBLIC: anyone "

@@ -19,7 +19,12 @@ from collections.abc import Iterable
 from tdv_airflow.exceptions import InvalidInputError
 
 #: The fidelity fixes, by module name under :mod:`tdv_airflow.local`, in install order.
-FIXES = ("fix_layer_ref", "fix_api_keys")
+FIXES = (
+    "fix_layer_ref",
+    "fix_api_keys",
+    "fix_stack_conditions",  # the caller's CloudFormation condition keys
+    "fix_service_role",  # CloudFormation creates roles as the stack's service role
+)
 #: The environment variable naming the fixes to install (all when unset).
 FIXES_ENV = "TDV_MOTO_FIXES"
 
