@@ -23,6 +23,7 @@ from tdv_airflow.core.clients import AwsClients, UserAwsAuth
 from tdv_airflow.core.naming import stack_name_from
 from tdv_airflow.core.pickling import resolve_callable
 from tdv_airflow.core.validation import (
+    check_capacity_parameters,
     check_endpoint_auth,
     check_invoke_mode,
     check_region,
@@ -110,6 +111,7 @@ class Deploy:
         self.poll_interval = poll_interval
         self.max_attempts = max_attempts
         self.stack_parameters = dict(stack_parameters or {})
+        check_capacity_parameters(self.stack_parameters)  # before any upload
         self.by_value_modules = tuple(by_value_modules)
         self.dependencies = dependencies
         self.extra_layer_arns = extra_layer_arns

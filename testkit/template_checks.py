@@ -1,10 +1,11 @@
 """Hardening checks of a CloudFormation template that no scanner has a rule for.
 
 cfn-lint and checkov miss these, or only see them with the parameters' defaults:
-stage tracing, access logging and its format, method throttling, no data trace, the
-method's authentication under every ``EndpointAuth``, a deployment per auth mode, usage
-plan limits, log retention, reserved concurrency, a timeout under the integration
-timeout, and no wildcard resource in the function's role. Used by the tests
+stage tracing, access logging and its format, method throttling, no data trace, no
+execution logging into a log group the stack does not own, the method's authentication
+under every ``EndpointAuth``, a deployment per auth mode, usage plan limits, log
+retention, reserved concurrency, a timeout under the integration timeout, and no
+wildcard resource in the function's role (in either branch of an ``Fn::If``). Used by the tests
 (``tests/templates``, ``tests/endpoint``); not shipped in the wheel.
 """
 
@@ -127,6 +128,13 @@ def check_template(body: Mapping[str, Any]) -> list[Finding]:
         if any(default.value(s.get("DataTraceEnabled")) in (True, "true") for s in settings):
             add(Finding("stage-no-data-trace", name,
                         "DataTraceEnabled logs full request and response bodies"))
+        if (any(default.value(s.get("LoggingLevel", "OFF")) != "OFF" for s in settings)
+                and not _owns_execution_log_group(body)):
+            add(Finding("execution-log-group", name,
+                        "execution logging (LoggingLevel) writes to "
+                        f"{EXECUTION_LOG_GROUP}{{api}}/{{stage}}, a log group API Gateway "
+                        "creates with no retention and that no stack owns: set LoggingLevel "
+                        "OFF, or declare that log group with RetentionInDays"))
     _check_method_auth(body, add)
     for name, plan in _resources(body, "AWS::ApiGateway::UsagePlan"):
         props = _props(plan)
@@ -141,15 +149,46 @@ def check_template(body: Mapping[str, Any]) -> list[Finding]:
     for name, function in _resources(body, "AWS::Lambda::Function"):
         _check_function(body, name, _props(function), add)
     for name, role in _resources(body, "AWS::IAM::Role"):
-        for policy in _props(role).get("Policies") or []:
-            for statement in (policy.get("PolicyDocument") or {}).get("Statement") or []:
+        policies = [p for item in _props(role).get("Policies") or [] for p in _alternatives(item)]
+        for policy in (p for p in policies if isinstance(p, Mapping)):
+            statements = (policy.get("PolicyDocument") or {}).get("Statement") or []
+            for statement in (s for item in statements for s in _alternatives(item)):
+                if not isinstance(statement, Mapping):
+                    continue
                 resources = statement.get("Resource")
-                listed = resources if isinstance(resources, list) else [resources]
+                listed = [r for item in (resources if isinstance(resources, list)
+                                         else [resources]) for r in _alternatives(item)]
                 if statement.get("Effect") == "Allow" and "*" in listed:
                     add(Finding("no-wildcard-resource", name,
                                 f"statement {statement.get('Sid', '?')!r} allows "
                                 f"{statement.get('Action')} on Resource '*'"))
     return findings
+
+
+#: The log group API Gateway writes execution logs to: ``{prefix}{api id}/{stage}``.
+EXECUTION_LOG_GROUP = "API-Gateway-Execution-Logs_"
+
+
+def _alternatives(expr: Any) -> list[Any]:
+    """Every value ``expr`` may take: both branches of each ``Fn::If``, recursively."""
+    if isinstance(expr, Mapping) and set(expr) == {"Fn::If"}:
+        _, yes, no = expr["Fn::If"]
+        return [*_alternatives(yes), *_alternatives(no)]
+    return [expr]
+
+
+def _owns_execution_log_group(body: Mapping[str, Any]) -> bool:
+    """Whether the template declares a log group named like API Gateway's execution log
+    group, with a retention."""
+    for _, group in _resources(body, "AWS::Logs::LogGroup"):
+        props = _props(group)
+        name = props.get("LogGroupName")
+        text = name.get("Fn::Sub") if isinstance(name, Mapping) else name
+        text = text[0] if isinstance(text, list) else text
+        if (isinstance(text, str) and text.startswith(EXECUTION_LOG_GROUP)
+                and "RetentionInDays" in props):
+            return True
+    return False
 
 
 def _check_access_log(name: str, setting: Any, add: Any) -> None:

@@ -18,15 +18,18 @@ from typing import Any
 from tdv_airflow.core import artifacts, layers, stacks
 from tdv_airflow.core import store as s3_store
 from tdv_airflow.core.clients import AwsClients
+from tdv_airflow.core.encryption import bucket_encryption
+from tdv_airflow.core.function_scope import DEFAULT_ARCHITECTURE, check_declared, scope_parameters
 from tdv_airflow.core.iam import BOUNDARY_PARAMETER, check_permissions_boundary_arn
 from tdv_airflow.core.resources import default_lambda_source_path, default_template_path
 from tdv_airflow.core.retention import DEPLOYMENT_TAG
-from tdv_airflow.core.template import build_parameters, read_template
+from tdv_airflow.core.template import build_parameters, read_template, with_api_revision
 from tdv_airflow.core.validation import (
     ENDPOINT_AUTH_MODES,
     STACK_TAGS_MAX,
     check_bucket_name,
     check_callable,
+    check_capacity_parameters,
     check_endpoint_auth,
     check_on_exists,
     check_role_arn,
@@ -98,8 +101,8 @@ def prepare(
     stack_tags(model_s3_key)  # the key becomes a stack tag: refuse it now, not in the stack
     check_callable(prepro_fn)
     runtime = lambda_runtime()
-    template_bytes, template_body = read_template(
-        template_stack_local_path or default_template_path())
+    template_bytes, template_body = with_api_revision(*read_template(
+        template_stack_local_path or default_template_path()))
     built = [
         artifacts.build_layer(layer_zip_local_path),
         artifacts.build_prepro_fn(prepro_fn, by_value_modules),
@@ -114,11 +117,15 @@ def prepare(
     unzipped = _check_function_size(built)
     s3_store.check_bucket(clients.s3, bucket, clients.region_name)
     model_sha256 = s3_store.object_sha256(clients.s3, bucket, model_s3_key)
+    architecture = deps.architecture if deps is not None else DEFAULT_ARCHITECTURE
+    encryption = bucket_encryption(clients, bucket)  # uploads follow the bucket's own
+    check_declared(template_body.get("Parameters") or {}, architecture, encryption.kms_key_arn)
 
     result = PrepareResult(response={})
     keys: dict[str, str] = {}
     for artifact in built:
-        key, sent = s3_store.upload_artifact(clients.s3, bucket, s3_prefix, artifact)
+        key, sent = s3_store.upload_artifact(clients.s3, bucket, s3_prefix, artifact,
+                                             encryption.put_args())
         keys[artifact.kind] = key
         if sent:
             result.uploaded.append(artifact.kind)
@@ -142,6 +149,8 @@ def prepare(
         "s3_deps_layer_key": keys.get(layers.DEPS_LAYER_KIND),
         "extra_layer_arns": layer_arns,
         "unzipped_bytes": unzipped,
+        "architecture": architecture,
+        "kms_key_arn": encryption.kms_key_arn,
     }
     return result
 
@@ -210,7 +219,8 @@ def function_name_for(stack_name: str) -> str:
 def stack_parameters(response: Mapping[str, Any], stack_name: str,
                      extra: Mapping[str, Any] | None = None, *,
                      endpoint_auth: str = "iam",
-                     permissions_boundary_arn: str | None = None) -> list[dict[str, str]]:
+                     permissions_boundary_arn: str | None = None,
+                     stack: Mapping[str, Any] | None = None) -> list[dict[str, str]]:
     """The CloudFormation parameters for a prepare result.
 
     :param response: the prepare result.
@@ -221,6 +231,9 @@ def stack_parameters(response: Mapping[str, Any], stack_name: str,
         ``"api_key"`` or ``"none"`` (public); becomes the ``EndpointAuth`` parameter.
     :param permissions_boundary_arn: the function role's permissions boundary; becomes the
         ``PermissionsBoundaryArn`` parameter (``extra`` may set it too).
+    :param stack: the existing stack (``describe_stacks`` entry) this updates, ``None`` to
+        create: the role keeps reading what it served (see
+        :mod:`tdv_airflow.core.function_scope`, with the architecture and KMS key).
     :raises InvalidInputError: for another ``endpoint_auth``, or a non-default one with a
         template that does not declare ``EndpointAuth``; for a boundary that is not a
         policy ARN or a template that does not declare ``PermissionsBoundaryArn``.
@@ -261,6 +274,7 @@ def stack_parameters(response: Mapping[str, Any], stack_name: str,
                 f"declares the parameter {BOUNDARY_PARAMETER!r} (see the shipped "
                 "templates/stack_template.json); this one does not")
         values[BOUNDARY_PARAMETER] = permissions_boundary_arn
+    values.update(scope_parameters(response, stack))
     values.update(extra or {})
     check_permissions_boundary_arn(values.get(BOUNDARY_PARAMETER) or None)
     declared: dict[str, Any] = {name: {} for name in response["template_parameters"]}
@@ -336,9 +350,11 @@ def create_stack(
     check_on_exists(on_exists)
     check_role_arn(role_arn)
     check_permissions_boundary_arn(permissions_boundary_arn)
+    check_capacity_parameters(parameters)
     response = check_prepare_response(prepare_response)
+    existing = stacks.describe(clients.cloudformation, stack_name)
     params = stack_parameters(response, stack_name, parameters, endpoint_auth=endpoint_auth,
-                              permissions_boundary_arn=permissions_boundary_arn)
+                              permissions_boundary_arn=permissions_boundary_arn, stack=existing)
     if any(p["ParameterKey"] == "EndpointAuth" and p["ParameterValue"] == "NONE"
            for p in params):
         log.warning("!!! stack %s: endpoint_auth='none' makes POST /predict PUBLIC: anyone "
@@ -346,7 +362,7 @@ def create_stack(
                     "'api_key' unless that is what you want", stack_name)
     all_tags = stack_tags(response["model_s3_key"], stack_name, tags)
     wanted = stacks.fingerprint(response["url_s3_stack_template"], params, all_tags, role_arn)
-    applied = stacks.find_applied(clients.cloudformation, stack_name, wanted)
+    applied = stacks.find_applied(clients.cloudformation, stack_name, wanted, stack=existing)
     if applied is not None:
         log.info("stack %s (%s) already has this template, parameters and tags: nothing to "
                  "send", stack_name, applied["StackStatus"])

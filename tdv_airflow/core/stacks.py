@@ -299,7 +299,8 @@ def tags_of(stack: Mapping[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in stack.get("Tags") or []}
 
 
-def find_applied(cfn: Any, stack_name: str, expected_fingerprint: str) -> dict[str, Any] | None:
+def find_applied(cfn: Any, stack_name: str, expected_fingerprint: str, *,
+                 stack: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     """The stack if it already carries ``expected_fingerprint`` and is not failed.
 
     A retried task finds its own earlier create or update here (finished or still in
@@ -309,8 +310,9 @@ def find_applied(cfn: Any, stack_name: str, expected_fingerprint: str) -> dict[s
     :param cfn: a boto3 CloudFormation client.
     :param stack_name: the stack name.
     :param expected_fingerprint: what :func:`fingerprint` gives for the wanted state.
+    :param stack: the stack as just described (described here when ``None``).
     """
-    stack = describe(cfn, stack_name)
+    stack = dict(stack) if stack is not None else describe(cfn, stack_name)
     if stack is None or classify(stack["StackStatus"]) == "failed":
         return None
     if tags_of(stack).get(FINGERPRINT_TAG) != expected_fingerprint:

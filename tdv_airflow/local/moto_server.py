@@ -22,6 +22,10 @@ from tdv_airflow.exceptions import InvalidInputError
 FIXES = (
     "fix_layer_ref",
     "fix_api_keys",
+    "fix_update_refs",
+    "fix_no_value",
+    "fix_role_policy",
+    "fix_architectures",
     "fix_stack_conditions",  # the caller's CloudFormation condition keys
     "fix_service_role",  # CloudFormation creates roles as the stack's service role
 )

@@ -11,7 +11,11 @@ import pytest
 from tdv_airflow import Deploy
 from tdv_airflow.core import iam as security
 from tdv_airflow.core.deployment import stack_parameters
-from tdv_airflow.core.validation import check_endpoint_auth, check_role_arn
+from tdv_airflow.core.validation import (
+    check_capacity_parameters,
+    check_endpoint_auth,
+    check_role_arn,
+)
 from tdv_airflow.exceptions import InvalidInputError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,3 +107,95 @@ def test_no_published_statement_allows_everything() -> None:
                 continue
             assert statement["Resource"] != "*" and "*" not in statement["Resource"]
             assert not any(a.endswith(":*") or a == "*" for a in statement["Action"])
+
+
+# ------------------------------------------- architecture, KMS key, previous keys (issue 11)
+
+SCOPED = {**RESPONSE, "architecture": "arm64",
+          "kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/1dca5b89-ed7d-4d21",
+          "template_parameters": [*RESPONSE["template_parameters"], "Architecture",
+                                  "ArtifactKmsKeyArn", "PreviousModelKey", "PreviousPreproKey"]}
+
+
+def described(**parameters: str) -> dict[str, Any]:
+    """A ``describe_stacks`` entry with these parameters."""
+    return {"StackName": "tdv-x", "StackStatus": "UPDATE_COMPLETE",
+            "Parameters": [{"ParameterKey": k, "ParameterValue": v}
+                           for k, v in parameters.items()]}
+
+
+def test_the_architecture_and_the_kms_key_become_parameters() -> None:
+    values = params(SCOPED)
+    assert (values["Architecture"], values["ArtifactKmsKeyArn"]) == (
+        "arm64", "arn:aws:kms:eu-west-1:123456789012:key/1dca5b89-ed7d-4d21")
+    plain = params({**SCOPED, "architecture": "x86_64", "kms_key_arn": None})
+    assert (plain["Architecture"], plain["ArtifactKmsKeyArn"]) == ("x86_64", "")
+
+
+@pytest.mark.parametrize("change,parameter", [
+    ({"architecture": "arm64"}, "Architecture"),
+    ({"kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/k"}, "ArtifactKmsKeyArn"),
+])
+def test_a_template_that_cannot_take_them_is_refused(change: dict[str, Any],
+                                                     parameter: str) -> None:
+    legacy = {**RESPONSE, **change}
+    with pytest.raises(InvalidInputError, match=f"does not declare the parameter '{parameter}'"):
+        params(legacy)
+    assert not {"Architecture", "ArtifactKmsKeyArn"} & set(params(RESPONSE))  # x86, no KMS
+
+
+@pytest.mark.parametrize("served,previous", [
+    (None, ("m.pkl", "p")),  # create: the current keys, which grant nothing more
+    ({"ModelKey": "old.pkl", "PreproKey": "old-p"}, ("old.pkl", "old-p")),  # both change
+    ({"ModelKey": "m.pkl", "PreproKey": "old-p", "PreviousModelKey": "older.pkl"},
+     ("older.pkl", "old-p")),  # the model does not change: what the stack grants stays
+    ({"ModelKey": "m.pkl", "PreproKey": "p"}, ("m.pkl", "p")),  # a stack without them
+])
+def test_previous_keys_come_from_the_stack(served: dict[str, str] | None,
+                                           previous: tuple[str, str]) -> None:
+    stack = described(**served) if served is not None else None
+    values = {p["ParameterKey"]: p["ParameterValue"]
+              for p in stack_parameters(SCOPED, "tdv-x", stack=stack)}
+    assert (values["PreviousModelKey"], values["PreviousPreproKey"]) == previous
+
+
+@pytest.mark.parametrize("parameters", [
+    {"ReservedConcurrency": 0}, {"ReservedConcurrency": "0"}, {"ReservedConcurrency": -2},
+    {"ReservedConcurrency": 2.5}, {"ThrottlingBurstLimit": 0}, {"ThrottlingRateLimit": 0},
+    {"ThrottlingRateLimit": "0.5"}, {"UsagePlanBurstLimit": 0}, {"UsagePlanRateLimit": 0},
+    {"UsagePlanQuotaLimit": 0}, {"ThrottlingBurstLimit": "many"},
+    {"ReservedConcurrency": True},
+])
+def test_zero_capacity_is_refused_before_anything_is_sent(parameters: dict[str, Any]) -> None:
+    from tdv_airflow.core.clients import AwsClients
+    from tdv_airflow.core.deployment import create_stack
+
+    name, value = next(iter(parameters.items()))
+    expected = rf"invalid stack parameter {name}={value!r}: expected"
+    with pytest.raises(InvalidInputError, match=expected.replace("(", r"\(")):
+        check_capacity_parameters(parameters)
+
+    def no_aws(service: str) -> Any:
+        raise AssertionError(f"{service} was called")
+
+    with pytest.raises(InvalidInputError, match=f"invalid stack parameter {name}"):
+        create_stack(AwsClients(no_aws, "us-east-1"), RESPONSE, "tdv-x", parameters)
+    with pytest.raises(InvalidInputError, match=f"invalid stack parameter {name}"):
+        Deploy("b-1", "m.pkl", len, None, stack_name="tdv-x", stack_parameters=parameters)
+
+
+@pytest.mark.parametrize("parameters", [
+    None, {}, {"ReservedConcurrency": -1}, {"ReservedConcurrency": "5"},
+    {"ThrottlingBurstLimit": 1, "ThrottlingRateLimit": 2.5}, {"StageName": "v1"},
+])
+def test_capacity_that_lets_traffic_through_is_accepted(parameters: Any) -> None:
+    check_capacity_parameters(parameters)
+
+
+def test_the_template_refuses_zero_capacity_too() -> None:
+    body = json.loads((ROOT / "templates" / "stack_template.json").read_text())
+    for name in ("ThrottlingBurstLimit", "ThrottlingRateLimit", "UsagePlanBurstLimit",
+                 "UsagePlanRateLimit", "UsagePlanQuotaLimit"):
+        assert body["Parameters"][name]["MinValue"] == 1, name
+    reserved = body["Parameters"]["ReservedConcurrency"]["Description"]
+    assert "100" in reserved and "unreserved" in reserved and "0 " in reserved

@@ -47,11 +47,18 @@ def test_role_reads_only_this_deployments_objects() -> None:
     body = json.loads(default_template_path().read_text())
     statements = body["Resources"]["FunctionRole"]["Properties"]["Policies"][0][
         "PolicyDocument"]["Statement"]
-    s3 = next(s for s in statements if s["Action"] == "s3:GetObject")
-    assert [r["Fn::Sub"] for r in s3["Resource"]] == [
+    s3 = next(s for s in statements if s.get("Action") == "s3:GetObject")
+    assert [r["Fn::Sub"] for r in s3["Resource"][:2]] == [
         "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${ModelKey}",
         "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${PreproKey}",
     ]
+    # and, during and after an update, the previous configuration's two keys (only when
+    # they differ from the current ones): exact keys again, no pattern
+    assert [r["Fn::If"][1]["Fn::Sub"] for r in s3["Resource"][2:]] == [
+        "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${PreviousModelKey}",
+        "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${PreviousPreproKey}",
+    ]
+    assert [r["Fn::If"][2] for r in s3["Resource"][2:]] == [{"Ref": "AWS::NoValue"}] * 2
     assert "*" not in json.dumps(statements).replace(":*\"", "")
 
 
@@ -69,6 +76,14 @@ def test_yaml_short_forms_are_read() -> None:
     body = parse_template(b"Resources:\n  X:\n    Type: T\n    Properties:\n"
                           b"      A: !Ref P\n      B: !Sub '${P}-x'\n", "t.yaml")
     assert body["Resources"]["X"]["Properties"]["A"] == {"Ref": "P"}
+    # the long forms, so that the body can be written back as JSON
+    assert body["Resources"]["X"]["Properties"]["B"] == {"Fn::Sub": "${P}-x"}
+    body = parse_template(b"Resources:\n  X:\n    Type: T\n    Properties:\n"
+                          b"      A: !GetAtt F.Arn\n      B: !If [C, !Ref P, !Ref Q]\n",
+                          "t.yaml")
+    assert body["Resources"]["X"]["Properties"] == {
+        "A": {"Fn::GetAtt": ["F", "Arn"]},
+        "B": {"Fn::If": ["C", {"Ref": "P"}, {"Ref": "Q"}]}}
 
 
 def test_template_missing_parameters(tmp_path: Path) -> None:

@@ -135,8 +135,14 @@ def _settings(body: dict[str, Any]) -> dict[str, Any]:
 
 def _role_statement(body: dict[str, Any], sid: str) -> dict[str, Any]:
     statements = _res(body, "FunctionRole")["Policies"][0]["PolicyDocument"]["Statement"]
-    statement: dict[str, Any] = next(s for s in statements if s["Sid"] == sid)
+    statement: dict[str, Any] = next(s for s in statements if s.get("Sid") == sid)
     return statement
+
+
+def _any_kms_key(body: dict[str, Any]) -> None:
+    policies = _res(body, "FunctionRole")["Policies"]
+    decrypt = next(p for p in policies if "Fn::If" in p)["Fn::If"][1]
+    decrypt["PolicyDocument"]["Statement"][0]["Resource"] = "*"
 
 
 def _no_throttling(body: dict[str, Any]) -> None:
@@ -194,6 +200,15 @@ MUTATIONS: dict[str, tuple[Mutation, dict[str, str]]] = {
     "role reads any object": (
         lambda b: _role_statement(b, "ReadThisDeploymentsArtifacts").update(Resource="*"),
         {"checkov": "CKV_AWS_108", "ours": "no-wildcard-resource"}),
+    # checkov does not look into Fn::If branches: only ours sees these two.
+    "role reads any previous object": (
+        lambda b: _role_statement(b, "ReadThisDeploymentsArtifacts")["Resource"][2][
+            "Fn::If"].__setitem__(1, "*"),
+        {"ours": "no-wildcard-resource"}),
+    "role decrypts with any key": (_any_kms_key, {"ours": "no-wildcard-resource"}),
+    "execution logs in a group no stack owns": (
+        lambda b: _settings(b).update(LoggingLevel="ERROR"),
+        {"ours": "execution-log-group"}),
     "invoke permission not scoped": (
         lambda b: _res(b, "InvokePermission").pop("SourceArn"),
         {"checkov": "CKV_AWS_364"}),
