@@ -24,7 +24,7 @@ import pytest
 
 from tdv_airflow.local.aws import free_port
 from testkit.aws_state import live_stacks, model_keys_of_stacks
-from testkit.example_dag import DAG_ID, ensure_bucket, wait_settings
+from testkit.example_dag import DAG_ID, wait_settings
 from tests.conftest import AIRFLOW, DAGS
 
 pytestmark = pytest.mark.e2e
@@ -163,11 +163,7 @@ class Scheduler:
 
 @pytest.fixture(scope="module")
 def scheduler(local_aws: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scheduler]:
-    import boto3
-
     local_aws.reset()
-    ensure_bucket(boto3.client("s3", endpoint_url=local_aws.endpoint_url,
-                               region_name=local_aws.region))
     sched = Scheduler(tmp_path_factory.mktemp("airflow-scheduler"),
                       {**os.environ, **local_aws.environ()})
     try:
@@ -214,7 +210,7 @@ def _backfills_open(sched: Scheduler) -> int:
 
 
 def test_backfill_per_version_then_stable_then_clear(
-        scheduler: Scheduler, local_aws: Any, boto_session: Any) -> None:
+        scheduler: Scheduler, local_aws: Any, boto_session: Any, dag_bucket: str) -> None:
     cfn = boto_session.client("cloudformation", endpoint_url=local_aws.endpoint_url)
 
     # per_version: one stack per date, each function on its own model key
