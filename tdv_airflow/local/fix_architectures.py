@@ -25,43 +25,17 @@ def install() -> None:
     """Pass ``Architectures`` and ``CompatibleArchitectures`` on (idempotent)."""
     from moto.awslambda.models import LambdaFunction, LayerVersion
 
-    if getattr(LambdaFunction.create_from_cloudformation_json, _MARK, False):
-        return
-    create_function = LambdaFunction.create_from_cloudformation_json
-    update_function = LambdaFunction.update_from_cloudformation_json
-    create_layer = LayerVersion.create_from_cloudformation_json
+    from tdv_airflow.local.cfn_hooks import run_after
 
-    def function_created(cls: type, resource_name: str, cloudformation_json: dict[str, Any],
-                         account_id: str, region_name: str, **kwargs: Any) -> Any:
-        function = create_function.__func__(  # type: ignore[attr-defined]
-            cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
-        _set_architectures(function, cloudformation_json)
-        return function
+    for method in ("create_from_cloudformation_json", "update_from_cloudformation_json"):
+        run_after(LambdaFunction, method, _set_architectures, _MARK)
+    run_after(LayerVersion, "create_from_cloudformation_json", _set_compatible_architectures,
+              _MARK)
 
-    def function_updated(cls: type, original_resource: Any, new_resource_name: str,
-                         cloudformation_json: dict[str, Any], account_id: str,
-                         region_name: str) -> Any:
-        function = update_function.__func__(  # type: ignore[attr-defined]
-            cls, original_resource, new_resource_name, cloudformation_json, account_id,
-            region_name)
-        _set_architectures(function, cloudformation_json)
-        return function
 
-    def layer_created(cls: type, resource_name: str, cloudformation_json: dict[str, Any],
-                      account_id: str, region_name: str, **kwargs: Any) -> Any:
-        layer = create_layer.__func__(  # type: ignore[attr-defined]
-            cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
-        properties = cloudformation_json.get("Properties") or {}
-        layer.compatible_architectures = list(properties.get("CompatibleArchitectures") or [])
-        return layer
-
-    setattr(function_created, _MARK, True)
-    LambdaFunction.create_from_cloudformation_json = classmethod(  # type: ignore[method-assign,assignment]
-        function_created)
-    LambdaFunction.update_from_cloudformation_json = classmethod(  # type: ignore[method-assign,assignment]
-        function_updated)
-    LayerVersion.create_from_cloudformation_json = classmethod(  # type: ignore[method-assign,assignment]
-        layer_created)
+def _properties(cloudformation_json: dict[str, Any]) -> dict[str, Any]:
+    properties: dict[str, Any] = cloudformation_json.get("Properties") or {}
+    return properties
 
 
 def _set_architectures(function: Any, cloudformation_json: dict[str, Any]) -> None:
@@ -71,5 +45,15 @@ def _set_architectures(function: Any, cloudformation_json: dict[str, Any]) -> No
     :param function: a moto ``LambdaFunction``.
     :param cloudformation_json: the resource, intrinsic functions resolved.
     """
-    properties = cloudformation_json.get("Properties") or {}
-    function.architectures = list(properties.get("Architectures") or ["x86_64"])
+    function.architectures = list(_properties(cloudformation_json).get("Architectures")
+                                  or ["x86_64"])
+
+
+def _set_compatible_architectures(layer: Any, cloudformation_json: dict[str, Any]) -> None:
+    """Give ``layer`` the template's ``CompatibleArchitectures`` (none when not named).
+
+    :param layer: a moto ``LayerVersion``.
+    :param cloudformation_json: the resource, intrinsic functions resolved.
+    """
+    layer.compatible_architectures = list(
+        _properties(cloudformation_json).get("CompatibleArchitectures") or [])

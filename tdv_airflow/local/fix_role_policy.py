@@ -61,33 +61,19 @@ def install() -> None:
     """Make a stack update apply a role's policies (idempotent)."""
     from moto.iam.models import Role
 
-    original = Role.update_from_cloudformation_json
-    if getattr(original, _MARK, False):
-        return
-    create = Role.create_from_cloudformation_json
+    from tdv_airflow.local.cfn_hooks import run_after
 
-    def create_from_cloudformation_json(
-        cls: type[Role], resource_name: str, cloudformation_json: dict[str, Any],
-        account_id: str, region_name: str, **kwargs: Any,
-    ) -> Role:
-        role = create.__func__(  # type: ignore[attr-defined]
-            cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
-        for name, document in list(role.policies.items()):
-            role.policies[name] = _as_json(document)
-        return role
+    run_after(Role, "create_from_cloudformation_json", _policies_as_json, _MARK)
+    run_after(Role, "update_from_cloudformation_json",
+              lambda role, template: apply_properties(role, template.get("Properties") or {}),
+              _MARK)
 
-    def update_from_cloudformation_json(
-        cls: type[Role], original_resource: Role, new_resource_name: str,
-        cloudformation_json: dict[str, Any], account_id: str, region_name: str,
-    ) -> Role:
-        role = original.__func__(  # type: ignore[attr-defined]
-            cls, original_resource, new_resource_name, cloudformation_json, account_id,
-            region_name)
-        apply_properties(role, cloudformation_json.get("Properties") or {})
-        return role
 
-    setattr(update_from_cloudformation_json, _MARK, True)
-    Role.create_from_cloudformation_json = classmethod(  # type: ignore[method-assign,assignment]
-        create_from_cloudformation_json)
-    Role.update_from_cloudformation_json = classmethod(  # type: ignore[method-assign,assignment]
-        update_from_cloudformation_json)
+def _policies_as_json(role: Any, cloudformation_json: dict[str, Any]) -> None:
+    """Store the inline policies moto just created from the template as JSON text.
+
+    :param role: a moto ``Role``.
+    :param cloudformation_json: the resource (unused: the role holds its policies).
+    """
+    for name, document in list(role.policies.items()):
+        role.policies[name] = _as_json(document)
