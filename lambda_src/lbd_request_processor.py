@@ -34,10 +34,14 @@ Behaviour:
 * Accepts API Gateway REST (payload v1) and HTTP API (payload v2) proxy events, with
   plain or base64-encoded bodies.
 * Artifacts are downloaded once per execution environment. In Lambda (the runtime sets
-  ``AWS_LAMBDA_INITIALIZATION_TYPE``) they are loaded while the module is imported, in
+  ``AWS_LAMBDA_INITIALIZATION_TYPE``) the load starts while the module is imported, in
   the init phase, so that the first request does not spend API Gateway's 29 s on a large
-  model; a load that fails there is logged and retried by the first request, and an init
-  phase that runs out of its 10 s is run again by Lambda within the first invocation.
+  model. An on-demand init waits for it at most ``TDV_INIT_WAIT_SECONDS`` (default 8 s):
+  Lambda ends an init phase after 10 s and runs it again within the first invocation,
+  so a longer load goes on in the background (frozen with the environment between
+  invocations) and the first request waits for it instead of starting over;
+  provisioned-concurrency and SnapStart inits, which may last minutes, wait for the
+  whole load. A load that fails there is logged and retried by the first request.
   Anywhere else importing this module never touches S3 and the first request loads
   them. Each download's SHA-256 is checked against the environment *before* anything is
   unpickled. A failed load is not cached.
@@ -318,27 +322,54 @@ def _get_artifacts(phase: str = "request") -> tuple[_Artifacts, bool]:
         return artifacts, True
 
 
-def _load_at_init() -> bool:
-    """Load the artifacts during Lambda's init phase (only when Lambda initialises this
-    module: ``AWS_LAMBDA_INITIALIZATION_TYPE`` is set).
+#: Seconds an on-demand init waits for the artifacts (Lambda allows the init phase 10 s).
+DEFAULT_INIT_WAIT_SECONDS = 8.0
+#: Initialisation types whose init phase is not limited to 10 s.
+_LONG_INITS = frozenset({"provisioned-concurrency", "snap-start"})
 
-    Never raises: a failed load is logged and left to the first request, which retries it.
 
-    :returns: whether the artifacts are loaded.
-    """
-    if not os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE"):
-        return False
+def _init_load() -> None:
+    """Load the artifacts for the init phase; never raises (a failed load is logged and
+    left to the first request, which retries it)."""
     try:
         _get_artifacts("init")
     except _LoadError as exc:
         _log_json(_LOG, logging.ERROR, {"event": "artifact_load_failed", "phase": "init",
                                         "message": str(exc)})
-        return False
     except Exception as exc:  # an import must not fail: the first request retries
         _log_json(_LOG, logging.ERROR, {"event": "artifact_load_failed", "phase": "init",
                                         "error_type": type(exc).__name__})
+
+
+def _init_wait_seconds(kind: str) -> float | None:
+    """How long the init phase waits for the load (``None``: until it ends).
+
+    :param kind: ``AWS_LAMBDA_INITIALIZATION_TYPE``.
+    """
+    if kind in _LONG_INITS:
+        return None
+    try:
+        return max(0.0, float(os.environ.get("TDV_INIT_WAIT_SECONDS", "")))
+    except ValueError:
+        return DEFAULT_INIT_WAIT_SECONDS
+
+
+def _load_at_init() -> bool:
+    """Start loading the artifacts during Lambda's init phase (only when Lambda
+    initialises this module: ``AWS_LAMBDA_INITIALIZATION_TYPE`` is set), and wait for the
+    load as long as the init phase allows.
+
+    The load holds the cache's lock, so a request that comes before it ends waits for it.
+
+    :returns: whether the artifacts are loaded when the import ends.
+    """
+    kind = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE", "")
+    if not kind:
         return False
-    return True
+    loader = threading.Thread(target=_init_load, name="tdv-init-load", daemon=True)
+    loader.start()
+    loader.join(_init_wait_seconds(kind))
+    return _ARTIFACTS is not None
 
 
 # --------------------------------------------------------------------------- requests

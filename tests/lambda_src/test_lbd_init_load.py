@@ -40,12 +40,15 @@ SCRIPT = textwrap.dedent(f"""
 """)
 
 
-def run(event: dict[str, Any], tmp_path: Path, *args: str, lambda_init: bool = True
-        ) -> dict[str, Any]:
+def run(event: dict[str, Any], tmp_path: Path, *args: str, lambda_init: str = "on-demand",
+        init_wait: str | None = None) -> dict[str, Any]:
     env = dict(os.environ)
     env.pop("AWS_LAMBDA_INITIALIZATION_TYPE", None)
+    env.pop("TDV_INIT_WAIT_SECONDS", None)
     if lambda_init:
-        env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "on-demand"
+        env["AWS_LAMBDA_INITIALIZATION_TYPE"] = lambda_init
+    if init_wait is not None:
+        env["TDV_INIT_WAIT_SECONDS"] = init_wait
     out = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(event), *args],
                          capture_output=True, text=True, cwd=tmp_path, env=env, check=False,
                          timeout=120)
@@ -76,7 +79,7 @@ def test_outside_lambda_the_import_loads_nothing(
         s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     lf.deploy(s3, bucket, monkeypatch)
     result = run(lf.v1_event(lf.instances_body(lf.iris()[0][:2])), tmp_path, "keep",
-                 lambda_init=False)
+                 lambda_init="")
     assert result["loaded_at_import"] is False
     assert result["response"]["statusCode"] == 200
     assert "GetObject" in result["calls"]
@@ -96,3 +99,26 @@ def test_a_failed_init_load_is_retried_by_the_first_request(
     assert failed and failed[0]["phase"] == "init" and deployed.model_key in failed[0]["message"]
     assert result["response"]["statusCode"] == 200  # the request loaded them
     assert [e["phase"] for e in events(result, "artifacts_loaded")] == ["request"]
+
+
+def test_a_load_longer_than_the_init_wait_goes_on_and_the_first_request_waits_for_it(
+        s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An on-demand init waits at most TDV_INIT_WAIT_SECONDS (Lambda ends it after 10 s);
+    the load goes on and the first request waits for it instead of loading again."""
+    lf.deploy(s3, bucket, monkeypatch)
+    x = lf.iris()[0][:2]
+    result = run(lf.v1_event(lf.instances_body(x)), tmp_path, "keep", init_wait="0")
+    assert result["response"]["statusCode"] == 200
+    assert lf.answer(result["response"])["predictions"] == lf.iris_model().predict(x).tolist()
+    assert len(events(result, "artifacts_loaded")) == 1  # loaded once, not again
+
+
+@pytest.mark.parametrize("kind", ["provisioned-concurrency", "snap-start"])
+def test_long_inits_wait_for_the_whole_load(s3: Any, bucket: str, kind: str,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    lf.deploy(s3, bucket, monkeypatch)
+    result = run(lf.v1_event(lf.instances_body(lf.iris()[0][:2])), tmp_path, "keep",
+                 lambda_init=kind, init_wait="0")  # the wait applies to on-demand only
+    assert result["loaded_at_import"] is True
+    assert result["calls"] == []
