@@ -114,8 +114,8 @@ def airflow_identity_policy(
     if service_role_name is not None:
         conditions["ArnEquals"] = {"cloudformation:RoleArn": [service_role]}
     statements: list[dict[str, Any]] = [
-        {"Sid": "FindArtifactBucket", "Effect": "Allow", "Action": ["s3:ListBucket"],
-         "Resource": [s3]},
+        {"Sid": "FindArtifactBucket", "Effect": "Allow",
+         "Action": ["s3:ListBucket", "s3:GetEncryptionConfiguration"], "Resource": [s3]},
         {"Sid": "ReadModels", "Effect": "Allow", "Action": ["s3:GetObject"],
          "Resource": [f"{s3}/{model_prefix}*"]},
         {"Sid": "ReadArtifacts", "Effect": "Allow", "Action": ["s3:GetObject"],
@@ -126,7 +126,7 @@ def airflow_identity_policy(
     if artifact_kms_key_arn is not None:
         statements.append(
             {"Sid": "UseArtifactKey", "Effect": "Allow",
-             "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+             "Action": ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
              "Resource": [artifact_kms_key_arn]})
     statements += [
         {"Sid": "ReadDeploymentStacks", "Effect": "Allow",
