@@ -154,10 +154,16 @@ class Deploy:
                      stack_name: str | None = None) -> dict[str, Any]:
         """Create (or update) the deployment stack.
 
+        A stack whose last update rolled back (UPDATE_ROLLBACK_COMPLETE) to exactly what
+        is asked now (e.g. re-deploying the version it serves) is a success; a stack whose
+        update to what is asked rolled back is a failure, naming the reason.
+
         :param prepare_env_response: what :meth:`prepare_deployment` returned.
         :param invoke_mode: 0 waits until the stack is complete (raising if it fails) and
             returns ``stack_id`` and ``stack_name``; 1 returns at once with the status.
         :param stack_name: overrides the instance's stack name.
+        :returns: ``stack_id``, ``stack_name``, ``stack_status``, ``fingerprint`` (of the
+            wanted state) and ``operation``.
         """
         mode = check_invoke_mode(invoke_mode)
         created = deployment.create_stack(
@@ -168,11 +174,18 @@ class Deploy:
         if mode == 1:
             return created
         stack = stacks.wait_for_stack(self.clients.cloudformation, created["stack_id"],
-                                      self.poll_interval, self.max_attempts)
-        return {**stacks.summary(stack), "operation": created["operation"]}
+                                      self.poll_interval, self.max_attempts,
+                                      expected_fingerprint=created["fingerprint"])
+        return {**stacks.summary(stack), "fingerprint": created["fingerprint"],
+                "operation": created["operation"]}
 
     def get_clf_stack_status(self, stack_name: str | None = None) -> str:
-        """The stack's status, e.g. ``CREATE_COMPLETE``.
+        """The stack's status, e.g. ``CREATE_COMPLETE``, as CloudFormation reports it.
+
+        ``UPDATE_ROLLBACK_COMPLETE`` is a stable state: the stack serves the configuration
+        it had before its last update. After :meth:`create_stack` or :meth:`deploy`
+        succeeded, it serves what they asked for (its last update, another one, rolled
+        back to exactly that).
 
         :param stack_name: the stack (default: the instance's).
         :raises StackNotFoundError: when the stack does not exist.

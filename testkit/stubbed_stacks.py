@@ -28,8 +28,15 @@ def client() -> Any:
                         aws_secret_access_key="x")  # noqa: S106 - never used on the wire
 
 
-def stack(status: str, reason: str | None = None) -> dict[str, Any]:
-    """A ``describe_stacks`` answer for one stack in ``status``."""
+def stack(status: str, reason: str | None = None, tags: dict[str, str] | None = None,
+          updated_seconds: int | None = None) -> dict[str, Any]:
+    """A ``describe_stacks`` answer for one stack in ``status``.
+
+    :param status: its ``StackStatus``.
+    :param reason: its ``StackStatusReason``.
+    :param tags: its tags.
+    :param updated_seconds: its ``LastUpdatedTime``, in seconds after its creation.
+    """
     entry: dict[str, Any] = {
         "StackId": STACK_ID, "StackName": STACK_NAME, "CreationTime": _T0,
         "StackStatus": status,
@@ -41,6 +48,10 @@ def stack(status: str, reason: str | None = None) -> dict[str, Any]:
     }
     if reason:
         entry["StackStatusReason"] = reason
+    if tags is not None:
+        entry["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
+    if updated_seconds is not None:
+        entry["LastUpdatedTime"] = _T0 + timedelta(seconds=updated_seconds)
     return {"Stacks": [entry]}
 
 

@@ -323,8 +323,9 @@ def create_stack(
     Safe to retry: the stack is tagged with a fingerprint of the template, parameters and
     tags it was given (:func:`tdv_airflow.core.stacks.fingerprint`); when a stack that has not
     failed already carries the wanted fingerprint, nothing is sent (``operation`` is
-    ``"unchanged"``). The emulator answers an identical update with UPDATE_COMPLETE
-    instead of "No updates are to be performed", so this does not rely on that answer.
+    ``"unchanged"``), also when it rolled back to exactly that state
+    (UPDATE_ROLLBACK_COMPLETE, :func:`tdv_airflow.core.stacks.state_of`): pass the result's
+    ``fingerprint`` to whoever waits for the stack.
 
     :param clients: boto3 clients.
     :param prepare_response: the prepare result.
@@ -344,7 +345,7 @@ def create_stack(
         (``PermissionsBoundaryArn``); the published service role policy creates roles only
         with it (``docs/iam.md``).
     :returns: the create contract (``stack_id``, ``stack_name``, ``stack_status``,
-        ``operation``).
+        ``fingerprint``) and ``operation``.
     """
     check_stack_name(stack_name)
     check_on_exists(on_exists)
@@ -366,10 +367,10 @@ def create_stack(
     if applied is not None:
         log.info("stack %s (%s) already has this template, parameters and tags: nothing to "
                  "send", stack_name, applied["StackStatus"])
-        return {**stacks.summary(applied), "operation": "unchanged"}
+        return {**stacks.summary(applied), "fingerprint": wanted, "operation": "unchanged"}
     return stacks.create_or_update(
         clients.cloudformation, stack_name, response["url_s3_stack_template"], params,
-        tags={**all_tags, stacks.FINGERPRINT_TAG: wanted}, on_exists=on_exists,
+        tags=all_tags, on_exists=on_exists,
         client_request_token=client_request_token, poll_interval=poll_interval,
         role_arn=role_arn,
     )

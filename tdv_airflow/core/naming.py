@@ -100,10 +100,12 @@ def stack_name_from(*parts: object, max_length: int = MAX_STACK_NAME) -> str:
 
 
 def client_request_token(dag_id: str, run_id: str, stack_name: str) -> str:
-    """The CloudFormation ``ClientRequestToken`` of one DAG run's stack operation.
+    """The base of the ``ClientRequestToken`` of one DAG run's stack operations.
 
-    The same for every try of the task (so AWS recognises a resent request) and distinct
-    across DAGs, runs and stacks. Matches ``[a-zA-Z][-a-zA-Z0-9]*`` and has 68 characters.
+    The same for every try of the task and distinct across DAGs, runs and stacks. Matches
+    ``[a-zA-Z][-a-zA-Z0-9]*`` and has 68 characters. Each request sends
+    :func:`operation_token` of it, which also folds in what the request wants and the
+    state of the stack it starts from.
 
     :param dag_id: the DAG id.
     :param run_id: the run id.
@@ -111,3 +113,26 @@ def client_request_token(dag_id: str, run_id: str, stack_name: str) -> str:
     """
     source = "\n".join((dag_id, run_id, stack_name))
     return f"tdv-{hashlib.sha256(source.encode()).hexdigest()}"
+
+
+#: CloudFormation's longest ``ClientRequestToken``.
+MAX_TOKEN = 128
+
+
+def operation_token(run_token: str, operation: str, *state: object) -> str:
+    """The ``ClientRequestToken`` of one stack request: ``{run_token}-{operation}-{digest}``.
+
+    ``digest`` covers ``state``: the wanted state (a fingerprint) and the starting state of
+    the stack (its id, last update time, status). The same request resent (e.g. by a task
+    retry before the stack changed) keeps its token, so CloudFormation recognises it; a new
+    attempt once the stack has changed (e.g. after an update rolled back) gets a new one,
+    which CloudFormation does not take for the old request. At most 128 characters;
+    ``run_token`` is cut to fit.
+
+    :param run_token: the run's token (:func:`client_request_token`) or the caller's own.
+    :param operation: the request, e.g. ``"created"`` or ``"updated"`` (letters only).
+    :param state: the values the token depends on (``None`` allowed).
+    """
+    digest = _digest("\n".join(str(part) for part in state), 16)
+    head = run_token[: MAX_TOKEN - len(operation) - len(digest) - 2]
+    return f"{head}-{operation}-{digest}"

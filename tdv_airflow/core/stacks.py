@@ -3,6 +3,12 @@
 Failure detection does not use botocore's waiters: ``stack_create_complete`` treats
 UPDATE_FAILED as success and waits out a whole rollback. Here every status is classified
 once (:func:`classify`) and a failure is reported as soon as it is seen.
+
+A stack whose update failed rolls back to UPDATE_ROLLBACK_COMPLETE, a stable state in
+which it serves its previous template, parameters and tags again. Whoever knows what it
+wanted (the :func:`fingerprint` the stack is tagged with, :data:`FINGERPRINT_TAG`) can
+tell a stack that rolled back to exactly that (success, :func:`state_of`) from one whose
+own update rolled back (a failure).
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
+from tdv_airflow.core.naming import operation_token
+from tdv_airflow.core.stack_events import first_failed_event, is_missing_stack
 from tdv_airflow.exceptions import (
     StackExistsError,
     StackFailedError,
@@ -24,9 +32,11 @@ log = logging.getLogger(__name__)
 State = Literal["success", "in_progress", "failed"]
 
 SUCCESS_STATES = frozenset({"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"})
-#: States where a stack is stable and may be updated (an update that rolled back left
-#: the previous version serving).
-UPDATABLE_STATES = SUCCESS_STATES | {"UPDATE_ROLLBACK_COMPLETE", "IMPORT_ROLLBACK_COMPLETE"}
+#: Stable states after an update (or import) that failed: the stack serves its previous
+#: configuration again.
+ROLLED_BACK_STATES = frozenset({"UPDATE_ROLLBACK_COMPLETE", "IMPORT_ROLLBACK_COMPLETE"})
+#: States where a stack is stable and may be updated.
+UPDATABLE_STATES = SUCCESS_STATES | ROLLED_BACK_STATES
 #: States from which only a delete is possible.
 DEAD_END_STATES = frozenset({"ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED"})
 #: In-progress states that lead to success; every other *_IN_PROGRESS is a rollback
@@ -50,16 +60,35 @@ def classify(status: str) -> State:
     return "failed"
 
 
-def _is_missing_stack(exc: Exception) -> bool:
-    """The one place that recognises CloudFormation's "stack does not exist" error."""
+def state_of(stack: Mapping[str, Any], expected_fingerprint: str | None = None) -> State:
+    """:func:`classify` of the stack's status, except that a stack rolled back to exactly
+    what was wanted is a success.
+
+    :param stack: a ``describe_stacks`` entry.
+    :param expected_fingerprint: the :func:`fingerprint` of the wanted state; a stack in
+        :data:`ROLLED_BACK_STATES` tagged with it serves what was wanted. ``None``: every
+        rolled-back stack is a failure.
+    """
+    state = classify(stack["StackStatus"])
+    if (state == "failed" and expected_fingerprint
+            and stack["StackStatus"] in ROLLED_BACK_STATES
+            and tags_of(stack).get(FINGERPRINT_TAG) == expected_fingerprint):
+        return "success"
+    return state
+
+
+def _error_code(exc: Exception) -> tuple[str, str]:
     err = getattr(exc, "response", {}).get("Error", {})
-    return err.get("Code") == "ValidationError" and "does not exist" in err.get("Message", "")
+    return str(err.get("Code", "")), str(err.get("Message", ""))
 
 
 def _is_no_update(exc: Exception) -> bool:
-    err = getattr(exc, "response", {}).get("Error", {})
-    return err.get("Code") == "ValidationError" and "No updates are to be performed" in err.get(
-        "Message", "")
+    code, message = _error_code(exc)
+    return code == "ValidationError" and "No updates are to be performed" in message
+
+
+def _is_token_reused(exc: Exception) -> bool:
+    return _error_code(exc)[0] == "TokenAlreadyExistsException"
 
 
 def describe(cfn: Any, stack_name: str) -> dict[str, Any] | None:
@@ -71,7 +100,7 @@ def describe(cfn: Any, stack_name: str) -> dict[str, Any] | None:
     try:
         stacks = cfn.describe_stacks(StackName=stack_name)["Stacks"]
     except cfn.exceptions.ClientError as exc:
-        if _is_missing_stack(exc):
+        if is_missing_stack(exc):
             return None
         raise
     return stacks[0] if stacks else None
@@ -85,39 +114,23 @@ def outputs_of(stack: Mapping[str, Any]) -> dict[str, str]:
     return {o["OutputKey"]: o.get("OutputValue", "") for o in stack.get("Outputs") or []}
 
 
-def first_failed_event(cfn: Any, stack_name: str) -> str | None:
-    """The earliest resource failure among the stack's recent events, as one line.
-
-    :param cfn: a boto3 CloudFormation client.
-    :param stack_name: the stack name or id.
-    """
-    try:
-        events = cfn.describe_stack_events(StackName=stack_name).get("StackEvents", [])
-    except cfn.exceptions.ClientError:
-        return None
-    failed = [e for e in events if str(e.get("ResourceStatus", "")).endswith("_FAILED")
-              and e.get("ResourceType") != "AWS::CloudFormation::Stack"]
-    if not failed:
-        return None
-    e = failed[-1]  # events come newest first
-    return (f"{e.get('LogicalResourceId')} ({e.get('ResourceType')}) {e.get('ResourceStatus')}: "
-            f"{e.get('ResourceStatusReason', 'no reason given')}")
-
-
-def raise_if_failed(cfn: Any, stack: Mapping[str, Any]) -> None:
+def raise_if_failed(cfn: Any, stack: Mapping[str, Any],
+                    expected_fingerprint: str | None = None) -> None:
     """Raise :class:`StackFailedError` with the reason when the stack has failed.
 
     :param cfn: a boto3 CloudFormation client.
     :param stack: a ``describe_stacks`` entry.
+    :param expected_fingerprint: see :func:`state_of`.
     """
     status = stack["StackStatus"]
-    if classify(status) == "failed":
+    if state_of(stack, expected_fingerprint) == "failed":
         raise StackFailedError(stack["StackName"], status, stack.get("StackStatusReason"),
                                first_failed_event(cfn, stack.get("StackId", stack["StackName"])))
 
 
 def summary(stack: Mapping[str, Any]) -> dict[str, Any]:
-    """The create contract: ``stack_id``, ``stack_name``, ``stack_status``.
+    """``stack_id``, ``stack_name``, ``stack_status`` (the create contract without the
+    ``fingerprint`` that :func:`create_or_update` adds).
 
     :param stack: a ``describe_stacks`` entry.
     """
@@ -131,6 +144,7 @@ def wait_for_stack(
     poll_interval: float = 5.0,
     max_attempts: int = 360,
     on_poll: Callable[[dict[str, Any]], None] | None = None,
+    expected_fingerprint: str | None = None,
 ) -> dict[str, Any]:
     """Poll until the stack succeeds; fail at the first failure state.
 
@@ -139,6 +153,8 @@ def wait_for_stack(
     :param poll_interval: seconds between polls.
     :param max_attempts: polls before giving up.
     :param on_poll: called with each description (e.g. to log new events).
+    :param expected_fingerprint: the wanted state; a stack rolled back to it succeeds
+        (see :func:`state_of`).
     :raises StackFailedError: on a failure state, with its reason.
     :raises StackNotFoundError: when the stack does not exist.
     :raises StackTimeoutError: when ``max_attempts`` polls pass without a final state.
@@ -151,10 +167,9 @@ def wait_for_stack(
         if on_poll:
             on_poll(stack)
         status = stack["StackStatus"]
-        state = classify(status)
-        if state == "success":
+        if state_of(stack, expected_fingerprint) == "success":
             return stack
-        raise_if_failed(cfn, stack)
+        raise_if_failed(cfn, stack, expected_fingerprint)
         if attempt + 1 < max_attempts:
             time.sleep(poll_interval)
     raise StackTimeoutError(f"stack {stack_name!r} is still {status} after "
@@ -197,9 +212,18 @@ def create_or_update(
 ) -> dict[str, Any]:
     """Create the stack, or bring an existing one to this template and parameters.
 
-    Safe to retry: a stack in progress is waited for (not created again), a stack in
-    ROLLBACK_COMPLETE is deleted and recreated, and an update that changes nothing counts
-    as success.
+    The stack is tagged with the :func:`fingerprint` of what it is given
+    (:data:`FINGERPRINT_TAG`). Safe to retry: a stack in progress is waited for (not
+    created again), a stack in ROLLBACK_COMPLETE is deleted and recreated, and an update
+    that changes nothing ("No updates are to be performed") counts as success: the stack,
+    even one in UPDATE_ROLLBACK_COMPLETE, serves exactly what was asked.
+
+    Each request carries its own ``ClientRequestToken`` (:func:`operation_token`): the
+    run's token, the operation, the wanted state and the stack's starting state (id,
+    last update or creation time, status). Resending the same request keeps its token;
+    an attempt after the stack changed (e.g. after an update rolled back) gets a new one.
+    A token CloudFormation already knows (TokenAlreadyExistsException) means an earlier
+    request went through: success if the stack carries the wanted fingerprint.
 
     :param cfn: a boto3 CloudFormation client.
     :param stack_name: the stack name (already checked).
@@ -208,32 +232,46 @@ def create_or_update(
     :param tags: tags for the stack and its resources.
     :param on_exists: ``"update"`` (default), ``"skip"`` or ``"fail"`` (already checked,
         see :func:`tdv_airflow.core.validation.check_on_exists`).
-    :param client_request_token: idempotency token for the create/update call.
+    :param client_request_token: the run's idempotency token (``None``: none is sent).
     :param poll_interval: seconds between polls while waiting for a stack in progress.
     :param role_arn: a CloudFormation service role (``RoleARN``) that creates and updates
         the stack's resources instead of the caller (already checked).
-    :returns: the create contract plus ``operation`` (created, updated, unchanged,
-        skipped or recreated).
+    :returns: the create contract (``stack_id``, ``stack_name``, ``stack_status``,
+        ``fingerprint``: of the state the stack is to reach, the one it has when skipped)
+        plus ``operation`` (created, updated, update_failed, unchanged, skipped or
+        recreated).
+    :raises StackFailedError: when CloudFormation knows the token but the stack does not
+        carry the wanted state, or the stack is in a failure state it cannot leave.
     """
+    wanted = fingerprint(template_url, parameters, tags, role_arn)
     args: dict[str, Any] = {
         "StackName": stack_name, "TemplateURL": template_url, "Parameters": list(parameters),
         "Capabilities": CAPABILITIES,
-        "Tags": [{"Key": k, "Value": str(v)} for k, v in (tags or {}).items()],
+        "Tags": [{"Key": k, "Value": str(v)}
+                 for k, v in {**(tags or {}), FINGERPRINT_TAG: wanted}.items()],
     }
     if role_arn:
         args["RoleARN"] = role_arn
-    def token(operation: str) -> dict[str, str]:
-        """A distinct token per operation: AWS refuses one token for two operations."""
+
+    def token(operation: str, start: Mapping[str, Any] | None) -> dict[str, str]:
         if not client_request_token:
             return {}
-        return {"ClientRequestToken": f"{client_request_token[:120]}-{operation}"}
+        state = ((start["StackId"], start.get("LastUpdatedTime") or start.get("CreationTime"),
+                  start["StackStatus"]) if start is not None else ("absent",))
+        return {"ClientRequestToken": operation_token(client_request_token, operation,
+                                                      wanted, *state)}
+
+    def result(stack: Mapping[str, Any] | None, operation: str,
+               serves: str | None = wanted) -> dict[str, Any]:
+        return {**summary(stack or {}), "fingerprint": serves, "operation": operation}
 
     stack = describe(cfn, stack_name)
-    operation = "created"
+    operation, start = "created", stack
     if stack is not None and classify(stack["StackStatus"]) == "in_progress":
         log.info("stack %s is %s: waiting for it before going on", stack_name,
                  stack["StackStatus"])
-        stack = wait_for_stack(cfn, stack_name, poll_interval=poll_interval)
+        stack = start = wait_for_stack(cfn, stack_name, poll_interval=poll_interval,
+                                       expected_fingerprint=wanted)
     if stack is not None and stack["StackStatus"] in DEAD_END_STATES:
         log.warning("!!! stack %s is %s, from which CloudFormation allows only a delete: "
                     "DELETING it and creating it again", stack_name, stack["StackStatus"])
@@ -243,23 +281,55 @@ def create_or_update(
                                    first_failed_event(cfn, stack["StackId"]))
         stack, operation = None, "recreated"
     if stack is None:
-        stack_id = cfn.create_stack(**args, **token(operation), OnFailure="ROLLBACK")["StackId"]
-        return {**summary(describe(cfn, stack_id) or {}), "operation": operation}
-    if on_exists == "skip":
-        return {**summary(stack), "operation": "skipped"}
+        sent = token(operation, start)
+        try:
+            stack_id = cfn.create_stack(**args, **sent, OnFailure="ROLLBACK")["StackId"]
+        except cfn.exceptions.ClientError as exc:
+            if not _is_token_reused(exc):
+                raise
+            return result(_already_sent(cfn, stack_name, wanted, sent), "unchanged")
+        return result(describe(cfn, stack_id), operation)
+    if on_exists == "skip":  # the stack stays as it is: expect what it serves
+        return result(stack, "skipped", tags_of(stack).get(FINGERPRINT_TAG))
     if on_exists == "fail":
         raise StackExistsError(f"stack {stack_name!r} already exists ({stack['StackStatus']}) "
                                "and on_exists='fail'")
     if stack["StackStatus"] not in UPDATABLE_STATES:
         raise_if_failed(cfn, stack)
+    sent = token("updated", stack)
     try:
-        cfn.update_stack(**args, **token("updated"))
+        cfn.update_stack(**args, **sent)
     except cfn.exceptions.ClientError as exc:
-        if not _is_no_update(exc):
+        if _is_no_update(exc):
+            log.info("stack %s (%s) already has this template, parameters and tags",
+                     stack_name, stack["StackStatus"])
+            return result(stack, "unchanged")
+        if not _is_token_reused(exc):
             raise
-        log.info("stack %s already matches this template and parameters", stack_name)
-        return {**summary(stack), "operation": "unchanged"}
-    return {**summary(describe(cfn, stack_name) or {}), "operation": "updated"}
+        return result(_already_sent(cfn, stack_name, wanted, sent), "unchanged")
+    after = describe(cfn, stack_name)
+    failed_at_once = after is not None and state_of(after, wanted) == "failed"
+    return result(after, "update_failed" if failed_at_once else "updated")
+
+
+def _already_sent(cfn: Any, stack_name: str, wanted: str, sent: Mapping[str, str]
+                  ) -> dict[str, Any]:
+    """The stack an earlier request with the same token already brought to ``wanted``.
+
+    :raises StackFailedError: when the stack does not carry ``wanted`` (or has failed).
+    """
+    stack = describe(cfn, stack_name)
+    if stack is not None and tags_of(stack).get(FINGERPRINT_TAG) == wanted \
+            and state_of(stack, wanted) != "failed":
+        log.info("CloudFormation already received the request with this ClientRequestToken: "
+                 "stack %s carries the wanted state (%s)", stack_name, stack["StackStatus"])
+        return stack
+    raise StackFailedError(
+        stack_name, stack["StackStatus"] if stack else "absent",
+        f"CloudFormation refused ClientRequestToken {sent.get('ClientRequestToken')!r} as "
+        "already used (TokenAlreadyExistsException), yet the stack does not carry the "
+        f"wanted state (fingerprint {wanted}); a new attempt gets a new token once the "
+        "stack's state changes, or start a new run")
 
 
 #: The stack tag holding :func:`fingerprint` of the template, parameters and tags last
@@ -271,8 +341,9 @@ def fingerprint(template_url: str, parameters: Sequence[Mapping[str, str]],
                 tags: Mapping[str, str] | None = None, role_arn: str | None = None) -> str:
     """A digest of everything a create or update would apply to a stack.
 
-    Equal fingerprints mean the same template, parameters and tags; tag the stack with it
-    (:data:`FINGERPRINT_TAG`) to recognise an operation that already went through.
+    Equal fingerprints mean the same template, parameters, tags and role; the stack is
+    tagged with it (:data:`FINGERPRINT_TAG`) to recognise an operation that already went
+    through, and a rolled-back stack that serves it (:func:`state_of`).
 
     :param template_url: the template's HTTPS S3 URL (content-addressed).
     :param parameters: CloudFormation parameters.
@@ -304,8 +375,10 @@ def find_applied(cfn: Any, stack_name: str, expected_fingerprint: str, *,
     """The stack if it already carries ``expected_fingerprint`` and is not failed.
 
     A retried task finds its own earlier create or update here (finished or still in
-    progress) and need not issue it again; a stack that failed or rolled back is not
-    returned, so the normal path (update, or delete and recreate) runs.
+    progress) and need not issue it again, and a stack that rolled back to exactly this
+    state (UPDATE_ROLLBACK_COMPLETE, serving it) is returned too (see :func:`state_of`);
+    a stack that failed otherwise is not returned, so the normal path (update, or delete
+    and recreate) runs.
 
     :param cfn: a boto3 CloudFormation client.
     :param stack_name: the stack name.
@@ -313,87 +386,8 @@ def find_applied(cfn: Any, stack_name: str, expected_fingerprint: str, *,
     :param stack: the stack as just described (described here when ``None``).
     """
     stack = dict(stack) if stack is not None else describe(cfn, stack_name)
-    if stack is None or classify(stack["StackStatus"]) == "failed":
+    if stack is None or state_of(stack, expected_fingerprint) == "failed":
         return None
     if tags_of(stack).get(FINGERPRINT_TAG) != expected_fingerprint:
         return None
     return stack
-
-
-def format_event(event: Mapping[str, Any]) -> str:
-    """One stack event as a log line.
-
-    :param event: a ``describe_stack_events`` entry.
-    """
-    line = (f"{event.get('Timestamp')} {event.get('LogicalResourceId')} "
-            f"({event.get('ResourceType')}) {event.get('ResourceStatus')}")
-    reason = event.get("ResourceStatusReason")
-    return f"{line}: {reason}" if reason else line
-
-
-def _is_operation_start(event: Mapping[str, Any]) -> bool:
-    return (event.get("ResourceType") == "AWS::CloudFormation::Stack"
-            and str(event.get("ResourceStatus", "")).endswith("_IN_PROGRESS")
-            and event.get("ResourceStatusReason") == "User Initiated")
-
-
-class EventTail:
-    """Follows a stack's events, returning each one once (like ``tail -f``).
-
-    The first :meth:`poll` returns the events of the stack's current operation (back to
-    its "User Initiated" start, or those after ``not_before``); later polls return only
-    events that arrived since.
-
-    :param cfn: a boto3 CloudFormation client.
-    :param stack_name: the stack name or id.
-    :param not_before: ignore events older than this (an aware datetime), e.g. those a
-        previous process already reported.
-    :param after_event_id: the last event already reported (e.g. by another process);
-        only later events are returned.
-    :param max_pages: pages of ``describe_stack_events`` read at most per poll.
-    """
-
-    def __init__(self, cfn: Any, stack_name: str, not_before: Any = None,
-                 after_event_id: str | None = None, max_pages: int = 5) -> None:
-        self._cfn = cfn
-        self._stack_name = stack_name
-        self._not_before = not_before
-        self._max_pages = max_pages
-        self._last_id: str | None = after_event_id
-
-    @property
-    def last_event_id(self) -> str | None:
-        """The id of the newest event returned so far."""
-        return self._last_id
-
-    def poll(self) -> list[dict[str, Any]]:
-        """The events not returned before, oldest first (empty if the stack is gone)."""
-        fresh: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"StackName": self._stack_name}
-        try:
-            for _ in range(self._max_pages):
-                page = self._cfn.describe_stack_events(**kwargs)
-                done = self._collect(page.get("StackEvents", []), fresh)
-                if done or not page.get("NextToken"):
-                    break
-                kwargs["NextToken"] = page["NextToken"]
-        except self._cfn.exceptions.ClientError as exc:
-            if _is_missing_stack(exc):
-                return []
-            raise
-        if fresh:
-            self._last_id = fresh[0]["EventId"]
-        return fresh[::-1]
-
-    def _collect(self, events: Sequence[dict[str, Any]], into: list[dict[str, Any]]) -> bool:
-        """Add new events (newest first) to ``into``; say whether older ones are all known."""
-        for event in events:
-            if event.get("EventId") == self._last_id:
-                return True
-            if self._not_before is not None and event.get("Timestamp") is not None \
-                    and event["Timestamp"] < self._not_before:
-                return True
-            into.append(event)
-            if self._last_id is None and self._not_before is None and _is_operation_start(event):
-                return True
-        return False

@@ -3,20 +3,25 @@
 :func:`poll_stack` describes the stack once and says where it stands, as a
 :class:`StackPoll`: still missing (within the grace period) or gone for good, in
 progress, succeeded (with the sensor contract), or failed (with the status, its reason
-and the first failed resource). It also returns the stack events that arrived since the
-last poll, as log lines. It neither sleeps, logs nor raises on a stack state: the caller
-(a poking sensor, a trigger on the triggerer) decides how to wait and how to fail.
+and the first failed resource). Given the fingerprint of the wanted state (the create
+contract's ``fingerprint``), a stack that rolled back to exactly that state is a success
+(:func:`tdv_airflow.core.stacks.state_of`), while one whose own update rolled back is a
+failure. It also returns the stack events that arrived since the last poll, as log
+lines. It neither sleeps, logs nor raises on a stack state: the caller (a poking sensor,
+a trigger on the triggerer) decides how to wait and how to fail.
 Framework-free: knows boto3 clients, never Airflow.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from tdv_airflow.core import stacks
-from tdv_airflow.exceptions import StackFailedError, StackNotFoundError
+from tdv_airflow.core.stack_events import EventTail, first_failed_event, format_event
+from tdv_airflow.exceptions import InvalidInputError, StackFailedError, StackNotFoundError
 
 #: Where a stack stands after one poll: ``missing`` (absent, still within the grace
 #: period), ``not_found`` (absent after it), ``in_progress``, ``success`` or ``failed``.
@@ -80,12 +85,29 @@ def _failure(cfn: Any, stack: Mapping[str, Any]) -> dict[str, Any]:
     """The :class:`StackFailedError` arguments of a failed stack."""
     return {"stack_name": stack["StackName"], "status": stack["StackStatus"],
             "reason": stack.get("StackStatusReason"),
-            "failed_event": stacks.first_failed_event(cfn, stack["StackId"])}
+            "failed_event": first_failed_event(cfn, stack["StackId"])}
 
 
-def poll_stack(cfn: Any, stack_name: str, tail: stacks.EventTail | None, *, waited: float,
-               not_found_grace_period: float) -> StackPoll:
-    """Describe the stack once and classify it (:func:`tdv_airflow.core.stacks.classify`).
+def check_fingerprint(value: Any, name: str = "expected_fingerprint") -> str | None:
+    """Return ``value`` if it is a fingerprint (64 hex digits) or empty (``None``).
+
+    :param value: e.g. the ``fingerprint`` of CreateStackOperator's result.
+    :param name: the argument's name, for the message.
+    :raises InvalidInputError: otherwise, naming the value.
+    """
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise InvalidInputError(
+            f"{name} must be the 'fingerprint' of the create step's result (64 hex digits, "
+            f"e.g. create.output['fingerprint']) or None, got {value!r}")
+    return value
+
+
+def poll_stack(cfn: Any, stack_name: str, tail: EventTail | None, *, waited: float,
+               not_found_grace_period: float,
+               expected_fingerprint: str | None = None) -> StackPoll:
+    """Describe the stack once and classify it (:func:`tdv_airflow.core.stacks.state_of`).
 
     :param cfn: a boto3 CloudFormation client.
     :param stack_name: the stack name or id.
@@ -94,6 +116,9 @@ def poll_stack(cfn: Any, stack_name: str, tail: stacks.EventTail | None, *, wait
     :param waited: seconds since the caller began waiting for this stack.
     :param not_found_grace_period: seconds an absent stack is waited for (it may not be
         created yet); once ``waited`` reaches it, an absent stack is ``not_found``.
+    :param expected_fingerprint: the wanted state; a stack in UPDATE_ROLLBACK_COMPLETE (or
+        IMPORT_ROLLBACK_COMPLETE) tagged with it serves it and is a success. ``None``:
+        every rolled-back stack is a failure.
     """
     from tdv_airflow.core.deployment import endpoint_of
 
@@ -101,11 +126,11 @@ def poll_stack(cfn: Any, stack_name: str, tail: stacks.EventTail | None, *, wait
     if stack is None:
         state: PollState = "missing" if waited < not_found_grace_period else "not_found"
         return StackPoll(state, stack_name)
-    events = tuple(stacks.format_event(e) for e in tail.poll()) if tail is not None else ()
+    events = tuple(format_event(e) for e in tail.poll()) if tail is not None else ()
     status = str(stack["StackStatus"])
     found = {"stack_name": stack_name, "status": status, "stack_id": stack["StackId"],
              "events": events}
-    state = stacks.classify(status)
+    state = stacks.state_of(stack, expected_fingerprint)
     if state == "success":
         return StackPoll("success", result=endpoint_of(stack), **found)
     if state == "failed":

@@ -2,8 +2,10 @@
 :mod:`tdv_airflow.local.aws`).
 
 Each fix is its own module, documenting what moto lacks and what AWS does:
-:mod:`~tdv_airflow.local.fix_layer_ref` (``Ref`` to a Lambda layer version is its ARN)
-and :mod:`~tdv_airflow.local.fix_api_keys` (CloudFormation API keys and usage plans).
+:mod:`~tdv_airflow.local.fix_layer_ref` (``Ref`` to a Lambda layer version is its ARN),
+:mod:`~tdv_airflow.local.fix_api_keys` (CloudFormation API keys and usage plans) and
+:mod:`~tdv_airflow.local.fix_stack_updates` (an identical update is refused, a failing
+update rolls back, updates set ``LastUpdatedTime``).
 ``TDV_MOTO_FIXES`` (comma-separated names of :data:`FIXES`, empty for none) chooses
 which are installed; unset, all are. Without moto the module is not importable (the
 ``local`` extra).
@@ -22,6 +24,7 @@ from tdv_airflow.exceptions import InvalidInputError
 FIXES = (
     "fix_layer_ref",
     "fix_api_keys",
+    "fix_stack_updates",
     "fix_update_refs",
     "fix_no_value",
     "fix_role_policy",

@@ -103,7 +103,8 @@ class AwsConnectionMixin(BaseOperator, ConnectionArguments):
     def stack_trigger(self, stack_name: str, poll_interval: float,
                       max_attempts: int | None = None,
                       not_found_grace_period: float = 0.0,
-                      after_event_id: str | None = None) -> StackStatusTrigger:
+                      after_event_id: str | None = None,
+                      expected_fingerprint: str | None = None) -> StackStatusTrigger:
         """A trigger waiting for ``stack_name`` with this task's connection.
 
         :param stack_name: the stack name or id.
@@ -111,13 +112,14 @@ class AwsConnectionMixin(BaseOperator, ConnectionArguments):
         :param max_attempts: polls before giving up (``None``: the task's timeout decides).
         :param not_found_grace_period: seconds a missing stack is waited for.
         :param after_event_id: the last stack event already logged.
+        :param expected_fingerprint: the wanted state (a stack rolled back to it succeeds).
         """
         from tdv_airflow.triggers.deployment import StackStatusTrigger
 
         return StackStatusTrigger(
             stack_name=stack_name, poll_interval=poll_interval, max_attempts=max_attempts,
             not_found_grace_period=not_found_grace_period, after_event_id=after_event_id,
-            **self.connection_kwargs)
+            expected_fingerprint=expected_fingerprint, **self.connection_kwargs)
 
     @staticmethod
     def push_stack_id(context: Any, stack_id: str) -> None:

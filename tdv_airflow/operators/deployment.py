@@ -19,8 +19,10 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 #: The keys of the create contract. ``operation`` (created, updated ...) is only logged:
-#: it differs between a first try and its retry.
-CREATE_KEYS = ("stack_id", "stack_name", "stack_status")
+#: it differs between a first try and its retry. ``fingerprint`` identifies the wanted
+#: state: pass it to :class:`~tdv_airflow.sensors.StackStatusSensor` as
+#: ``expected_fingerprint`` so that a stack rolled back to exactly that state succeeds.
+CREATE_KEYS = ("stack_id", "stack_name", "stack_status", "fingerprint")
 
 
 class PrepareDeploymentOperator(AwsConnectionMixin):
@@ -116,13 +118,17 @@ class PrepareDeploymentOperator(AwsConnectionMixin):
 class CreateStackOperator(AwsConnectionMixin):
     """Create the deployment stack, or bring an existing one up to date.
 
-    Returns ``{"stack_id", "stack_name", "stack_status"}``. A retry sends nothing when
-    the stack already carries this template, parameters and tags (it is tagged with
-    their fingerprint), so it returns the same dict once the stack has settled. The
-    ``ClientRequestToken`` is derived from the DAG id, run id and stack name, the same
-    for every try. A stack in progress is waited for first; a stack in
-    ``ROLLBACK_COMPLETE`` is deleted and created again (logged as a warning); an update
-    that changes nothing counts as success.
+    Returns ``{"stack_id", "stack_name", "stack_status", "fingerprint"}``. A retry sends
+    nothing when the stack already carries this template, parameters and tags (it is
+    tagged with their ``fingerprint``), so it returns the same dict once the stack has
+    settled. The ``ClientRequestToken`` is derived from the DAG id, run id and stack
+    name, the wanted state and the stack's state when the request is sent
+    (:func:`tdv_airflow.core.naming.operation_token`). A stack in progress is waited for
+    first; a stack in ``ROLLBACK_COMPLETE`` is deleted and created again (logged as a
+    warning); an update that changes nothing counts as success, also on a stack whose
+    last update rolled back (``UPDATE_ROLLBACK_COMPLETE``) to exactly this state: give
+    ``fingerprint`` to the sensor (``expected_fingerprint=create.output["fingerprint"]``)
+    so that it succeeds too.
 
     :param prepare_env_response: the prepare contract, e.g. ``prepare.output`` (templated).
     :param stack_name: the stack name, ``^[A-Za-z][A-Za-z0-9-]{0,127}$`` (templated); build
@@ -216,12 +222,13 @@ class CreateStackOperator(AwsConnectionMixin):
         self.push_stack_id(context, summary["stack_id"])
         if classify(summary["stack_status"]) == "in_progress":
             if self.deferrable:
-                self.defer(trigger=self.stack_trigger(summary["stack_id"], self.poll_interval,
-                                                      self.max_attempts),
-                           method_name="execute_complete")
+                self.defer(trigger=self.stack_trigger(
+                    summary["stack_id"], self.poll_interval, self.max_attempts,
+                    expected_fingerprint=summary["fingerprint"]),
+                    method_name="execute_complete")
             if self.wait_for_completion:
                 with aws_reachable(f"wait for stack {self.stack_name!r}"):
-                    summary = self._wait(summary["stack_id"])
+                    summary = self._wait(summary["stack_id"], summary["fingerprint"])
         return summary
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None
@@ -233,7 +240,7 @@ class CreateStackOperator(AwsConnectionMixin):
         """
         from tdv_airflow.triggers.deployment import result_from_event
 
-        stack = result_from_event(event)
+        stack = {**result_from_event(event), "fingerprint": (event or {}).get("fingerprint")}
         return {key: stack[key] for key in CREATE_KEYS}
 
     def _apply(self, context: Context) -> dict[str, Any]:
@@ -257,17 +264,19 @@ class CreateStackOperator(AwsConnectionMixin):
                       result["stack_status"])
         return {key: result[key] for key in CREATE_KEYS}
 
-    def _wait(self, stack_id: str) -> dict[str, Any]:
+    def _wait(self, stack_id: str, fingerprint: str) -> dict[str, Any]:
         """Poll until the stack is complete, logging its new events."""
         from tdv_airflow.core import stacks
+        from tdv_airflow.core.stack_events import EventTail, format_event
 
         cfn = self.hook.conn
-        tail = stacks.EventTail(cfn, stack_id)
+        tail = EventTail(cfn, stack_id)
 
         def log_progress(stack: Mapping[str, Any]) -> None:
             for event in tail.poll():
-                self.log.info("stack event: %s", stacks.format_event(event))
+                self.log.info("stack event: %s", format_event(event))
 
         stack = stacks.wait_for_stack(cfn, stack_id, poll_interval=self.poll_interval,
-                                      max_attempts=self.max_attempts, on_poll=log_progress)
-        return stacks.summary(stack)
+                                      max_attempts=self.max_attempts, on_poll=log_progress,
+                                      expected_fingerprint=fingerprint)
+        return {**stacks.summary(stack), "fingerprint": fingerprint}

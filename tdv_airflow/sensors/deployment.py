@@ -11,7 +11,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
 from tdv_airflow.links import ApiEndpointLink, CloudFormationStackLink
-from tdv_airflow.operators.base import AwsConnectionMixin, aws_template_fields
+from tdv_airflow.operators.base import AwsConnectionMixin, aws_template_fields, is_literal
 from tdv_airflow.operators.config import (
     default_deferrable,
     default_poll_interval,
@@ -21,7 +21,7 @@ from tdv_airflow.operators.config import (
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from tdv_airflow.core.stacks import EventTail
+    from tdv_airflow.core.stack_events import EventTail
 
 
 class StackStatusSensor(AwsConnectionMixin, BaseSensorOperator):
@@ -32,10 +32,17 @@ class StackStatusSensor(AwsConnectionMixin, BaseSensorOperator):
     ``api_endpoint``, ``outputs``). Fails at once, without retries, on any failure state
     (CREATE_FAILED, ROLLBACK_IN_PROGRESS, ROLLBACK_COMPLETE, UPDATE_ROLLBACK_IN_PROGRESS,
     UPDATE_ROLLBACK_COMPLETE, DELETE_FAILED ...) with the status, its reason and the first
-    failed resource. New stack events are logged as they arrive. Waits in ``poke`` or
+    failed resource of the latest operation. With ``expected_fingerprint``, a stack in
+    UPDATE_ROLLBACK_COMPLETE (or IMPORT_ROLLBACK_COMPLETE) that serves exactly the wanted
+    state (it carries that fingerprint: e.g. the version this run re-deployed, which a
+    failed update of another run rolled back to) succeeds; one whose own update rolled
+    back still fails. New stack events are logged as they arrive. Waits in ``poke`` or
     ``reschedule`` mode, or on the triggerer with ``deferrable=True``.
 
     :param stack_name: the stack name or id (templated).
+    :param expected_fingerprint: the ``fingerprint`` of the create step's result, e.g.
+        ``create.output["fingerprint"]`` (templated); ``None`` treats every rolled-back
+        stack as a failure.
     :param deferrable: wait on the triggerer (frees the worker slot between polls);
         default ``[operators] default_deferrable``.
     :param not_found_grace_period: seconds a missing stack is waited for (it may not be
@@ -45,7 +52,7 @@ class StackStatusSensor(AwsConnectionMixin, BaseSensorOperator):
         (``poke``).
     """
 
-    template_fields: Sequence[str] = aws_template_fields("stack_name")
+    template_fields: Sequence[str] = aws_template_fields("stack_name", "expected_fingerprint")
     operator_extra_links = (CloudFormationStackLink(), ApiEndpointLink())
     ui_color = "#fff2cc"
 
@@ -53,6 +60,7 @@ class StackStatusSensor(AwsConnectionMixin, BaseSensorOperator):
         self,
         *,
         stack_name: str,
+        expected_fingerprint: str | None = None,
         deferrable: bool | None = None,
         not_found_grace_period: float = 60.0,
         poke_interval: timedelta | float | None = None,
@@ -63,6 +71,11 @@ class StackStatusSensor(AwsConnectionMixin, BaseSensorOperator):
             poke_interval=default_poll_interval(None) if poke_interval is None else poke_interval,
             mode=default_sensor_mode(mode), **kwargs)
         self.stack_name = stack_name
+        if expected_fingerprint is not None and is_literal(expected_fingerprint):
+            from tdv_airflow.core.watch import check_fingerprint
+
+            check_fingerprint(expected_fingerprint)
+        self.expected_fingerprint = expected_fingerprint
         self.deferrable = default_deferrable(deferrable)
         if isinstance(not_found_grace_period, bool) or not isinstance(
                 not_found_grace_period, int | float) or not_found_grace_period < 0:
@@ -90,7 +103,8 @@ class StackStatusSensor(AwsConnectionMixin, BaseSensorOperator):
             trigger=self.stack_trigger(
                 self.stack_name, self.poke_interval,
                 not_found_grace_period=max(0.0, self.not_found_grace_period - elapsed),
-                after_event_id=self._tail.last_event_id if self._tail else None),
+                after_event_id=self._tail.last_event_id if self._tail else None,
+                expected_fingerprint=self._expected()),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
         )
@@ -122,7 +136,7 @@ class StackStatusSensor(AwsConnectionMixin, BaseSensorOperator):
     def _check(self, context: Context) -> dict[str, Any] | None:
         """One poll (:func:`tdv_airflow.core.watch.poll_stack`): the sensor contract once
         the stack is complete, ``None`` while it is not."""
-        from tdv_airflow.core.stacks import EventTail
+        from tdv_airflow.core.stack_events import EventTail
         from tdv_airflow.core.watch import poll_stack
         from tdv_airflow.exceptions import StackFailedError
 
@@ -134,7 +148,8 @@ class StackStatusSensor(AwsConnectionMixin, BaseSensorOperator):
             self._tail = EventTail(self._cfn, self.stack_name, not_before=since)
         waited = (datetime.now(UTC) - self._started_at(context)).total_seconds()
         poll = poll_stack(self._cfn, self.stack_name, self._tail, waited=waited,
-                          not_found_grace_period=self.not_found_grace_period)
+                          not_found_grace_period=self.not_found_grace_period,
+                          expected_fingerprint=self._expected())
         if poll.state == "missing":
             self.log.info("%s; failing after %.0f s more", poll.message,
                           self.not_found_grace_period - waited)
@@ -154,6 +169,12 @@ class StackStatusSensor(AwsConnectionMixin, BaseSensorOperator):
     @cached_property
     def _cfn(self) -> Any:
         return self.hook.conn
+
+    def _expected(self) -> str | None:
+        """The rendered ``expected_fingerprint``, checked (``None`` when empty)."""
+        from tdv_airflow.core.watch import check_fingerprint
+
+        return check_fingerprint(self.expected_fingerprint)
 
     def _started_at(self, context: Context) -> datetime:
         """When this sensor began waiting (across reschedules)."""

@@ -28,9 +28,9 @@ class StackStatusTrigger(StackTriggerBase):
 
     The event's payload is ``{"status": ..., "message": ..., "stack": ...}`` where
     ``stack`` (on success) is the sensor contract of
-    :func:`tdv_airflow.core.deployment.endpoint_of`. Turn it into a result or an exception
-    with :func:`result_from_event`. Each poll is :func:`tdv_airflow.core.watch.poll_stack`,
-    the sensor's own step.
+    :func:`tdv_airflow.core.deployment.endpoint_of`, and ``fingerprint`` the expected
+    one. Turn it into a result or an exception with :func:`result_from_event`. Each poll
+    is :func:`tdv_airflow.core.watch.poll_stack`, the sensor's own step.
 
     :param stack_name: the stack name or id.
     :param poll_interval: seconds between polls.
@@ -39,6 +39,9 @@ class StackStatusTrigger(StackTriggerBase):
     :param not_found_grace_period: seconds a missing stack is waited for before failing.
     :param after_event_id: the last stack event the task already logged; later ones are
         logged as they arrive.
+    :param expected_fingerprint: the wanted state (the create contract's
+        ``fingerprint``): a stack rolled back to exactly it is a success; ``None``: every
+        rolled-back stack is a failure.
     :param connection: the connection arguments of :class:`StackTriggerBase`.
     """
 
@@ -50,22 +53,25 @@ class StackStatusTrigger(StackTriggerBase):
         max_attempts: int | None = None,
         not_found_grace_period: float = 0.0,
         after_event_id: str | None = None,
+        expected_fingerprint: str | None = None,
         **connection: Any,
     ) -> None:
         super().__init__(stack_name=stack_name, poll_interval=poll_interval, **connection)
         self.max_attempts = max_attempts
         self.not_found_grace_period = not_found_grace_period
         self.after_event_id = after_event_id
+        self.expected_fingerprint = expected_fingerprint
 
     def own_kwargs(self) -> dict[str, Any]:
         """This trigger's own constructor arguments."""
         return {"max_attempts": self.max_attempts,
                 "not_found_grace_period": self.not_found_grace_period,
-                "after_event_id": self.after_event_id}
+                "after_event_id": self.after_event_id,
+                "expected_fingerprint": self.expected_fingerprint}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until the stack reaches a final state; yield one event."""
-        from tdv_airflow.core.stacks import EventTail
+        from tdv_airflow.core.stack_events import EventTail
 
         cfn = await asyncio.to_thread(self._cloudformation)
         tail = EventTail(cfn, self.stack_name, after_event_id=self.after_event_id)
@@ -89,12 +95,14 @@ class StackStatusTrigger(StackTriggerBase):
         from tdv_airflow.core.watch import poll_stack
 
         poll = poll_stack(cfn, self.stack_name, tail, waited=waited,
-                          not_found_grace_period=self.not_found_grace_period)
+                          not_found_grace_period=self.not_found_grace_period,
+                          expected_fingerprint=self.expected_fingerprint)
         for line in poll.events:
             self.log.info("stack event: %s", line)
         self.log.info("%s", poll.message)
         if poll.state == "success":
-            return {"status": SUCCESS, "stack": poll.result, "message": poll.message}
+            return {"status": SUCCESS, "stack": poll.result, "message": poll.message,
+                    "fingerprint": self.expected_fingerprint}
         if poll.state == "failed":
             return {"status": FAILED, "error": poll.error, "message": poll.message}
         if poll.state == "not_found":

@@ -3,6 +3,7 @@ templating, waiting and deferral."""
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,13 +83,14 @@ def test_create_retry_gives_the_same_xcom_and_one_stack(cfn: Any, prepared: dict
     events = cfn.describe_stack_events(StackName="tdv-retry")["StackEvents"]
     retry = create(2)
     assert retry == first
-    assert set(first) == {"stack_id", "stack_name", "stack_status"}
+    assert set(first) == {"stack_id", "stack_name", "stack_status", "fingerprint"}
     live = [s for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
     assert [s["StackName"] for s in live] == ["tdv-retry"]
     assert cfn.describe_stack_events(StackName="tdv-retry")["StackEvents"] == events, \
         "the retry sent a second operation"
     stack = cfn.describe_stacks(StackName="tdv-retry")["Stacks"][0]
     assert len(tags_of(stack)[FINGERPRINT_TAG]) == 64
+    assert first["fingerprint"] == tags_of(stack)[FINGERPRINT_TAG]
 
 
 def test_create_updates_when_the_wanted_state_changes(cfn: Any, prepared: dict[str, Any],
@@ -150,7 +152,6 @@ def test_invalid_on_exists_and_poll_interval_are_rejected() -> None:
 
 
 def test_client_request_token_is_deterministic_and_valid() -> None:
-    import re
 
     token = client_request_token("retrain_and_deploy", "manual__2025-01-01T02:00:00+00:00",
                                  "tdv-iris")
@@ -204,9 +205,12 @@ def test_create_deferrable_defers_to_the_stack_trigger(aws: Any, cfn: Any,
             return dict(event.payload)
         raise AssertionError("no event")
 
+    assert len(kwargs["expected_fingerprint"]) == 64
     result = op.execute_complete(context, asyncio.run(first_event()))
+    tag = tags_of(cfn.describe_stacks(StackName="tdv-defer")["Stacks"][0])[FINGERPRINT_TAG]
     assert result == {"stack_id": stack_id, "stack_name": "tdv-defer",
-                      "stack_status": "CREATE_COMPLETE"}
+                      "stack_status": "CREATE_COMPLETE", "fingerprint": tag}
+    assert tag == kwargs["expected_fingerprint"]
 
 
 def test_every_template_field_is_an_attribute_and_renders() -> None:
@@ -278,6 +282,7 @@ def test_create_recreates_a_stack_left_in_rollback_complete(
         stubber.add_response("describe_stacks", stubbed_stacks.stack("CREATE_IN_PROGRESS"))
         result = op.execute(task_context())
         stubber.assert_no_pending_responses()
+    assert re.fullmatch(r"[0-9a-f]{64}", result.pop("fingerprint"))
     assert result == {"stack_id": stubbed_stacks.STACK_ID, "stack_name": "tdv-iris",
                       "stack_status": "CREATE_IN_PROGRESS"}
     assert any("ROLLBACK_COMPLETE" in r.getMessage() and "DELETING" in r.getMessage()

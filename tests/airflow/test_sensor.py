@@ -192,3 +192,63 @@ def test_negative_grace_period_is_rejected() -> None:
 
     with pytest.raises(InvalidInputError, match="not_found_grace_period"):
         StackStatusSensor(task_id="s", stack_name="x", not_found_grace_period=-1)
+
+
+def test_a_version_redeployed_after_a_rolled_back_update_succeeds_and_its_own_fails(
+        cfn: Any, bucket: str, model_in_s3: str, task_context: Any) -> None:
+    """Run 1 deploys v1; run 2's update to v2 fails and rolls back (UPDATE_ROLLBACK_COMPLETE,
+    serving v1): its sensor fails with the reason. Run 3 re-deploys v1: nothing to update,
+    and its sensor (poking or deferred) succeeds on the healthy stack."""
+    from tdv_airflow.local.fix_stack_updates import FAIL_UPDATE_TAG
+    from tdv_airflow.operators import CreateStackOperator, PrepareDeploymentOperator
+    from testkit.task_context import FakeTaskInstance
+
+    prepared = PrepareDeploymentOperator(
+        task_id="prepare", bucket=bucket, model_s3_key=model_in_s3,
+        prepro_fn="tdv_airflow.core.naming:stack_name_from").execute(task_context())
+
+    def create(run_id: str, **kwargs: Any) -> dict[str, Any]:
+        return CreateStackOperator(
+            task_id="create", prepare_env_response=prepared, stack_name="tdv-rolled",
+            poll_interval=0.2, **kwargs).execute(task_context(FakeTaskInstance(run_id=run_id)))
+
+    def sensor(created: dict[str, Any], **kwargs: Any) -> StackStatusSensor:
+        return _sensor(stack_name="tdv-rolled", aws_conn_id="aws_default",
+                       expected_fingerprint=created["fingerprint"], **kwargs)
+
+    v1 = create("run-1")
+    assert sensor(v1).execute(task_context())["stack_status"] == "CREATE_COMPLETE"
+    v2 = create("run-2", stack_parameters={"StageName": "v2"},
+                tags={FAIL_UPDATE_TAG: "forced by the test"})
+    assert v2["stack_status"] == "UPDATE_ROLLBACK_COMPLETE"
+    with pytest.raises(AirflowFailException) as own:
+        sensor(v2).execute(task_context())
+    assert "is UPDATE_ROLLBACK_COMPLETE" in str(own.value)
+    assert "forced by the test" in str(own.value)
+
+    again = create("run-3")
+    assert again == {**v1, "stack_status": "UPDATE_ROLLBACK_COMPLETE"}
+    endpoint = sensor(again).execute(task_context())
+    assert set(endpoint) == CONTRACT_KEYS
+    assert endpoint["stack_status"] == "UPDATE_ROLLBACK_COMPLETE"
+    assert endpoint["outputs"]["StageName"] == "prod", "the stack should serve v1 again"
+    assert sensor(again, deferrable=True).execute(task_context()) == endpoint
+    # The trigger (the deferred wait) decides as the sensor does.
+    waiting = sensor(again, deferrable=True).stack_trigger(
+        "tdv-rolled", 0.1, expected_fingerprint=again["fingerprint"])
+    payload = _first_event(StackStatusTrigger(**waiting.serialize()[1]))
+    assert payload["status"] == "success" and payload["fingerprint"] == v1["fingerprint"]
+    assert _sensor().execute_complete(task_context(), payload) == endpoint
+    payload = _first_event(StackStatusTrigger(stack_name="tdv-rolled", poll_interval=0.1,
+                                              expected_fingerprint=v2["fingerprint"]))
+    assert payload["status"] == "failed" and "forced by the test" in payload["message"]
+
+
+def test_an_expected_fingerprint_that_is_not_one_is_refused_at_parse_time() -> None:
+    from tdv_airflow.exceptions import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="expected_fingerprint.*'v1'"):
+        StackStatusSensor(task_id="s", stack_name="x", expected_fingerprint="v1")
+    templated = StackStatusSensor(task_id="s", stack_name="x",
+                                  expected_fingerprint="{{ ti.xcom_pull('create') }}")
+    assert "expected_fingerprint" in templated.template_fields

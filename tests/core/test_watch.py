@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from botocore.stub import Stubber
 
-from tdv_airflow.core.stacks import EventTail
-from tdv_airflow.core.watch import StackPoll, poll_stack
-from tdv_airflow.exceptions import StackFailedError, StackNotFoundError
+from tdv_airflow.core.stack_events import EventTail
+from tdv_airflow.core.stacks import FINGERPRINT_TAG
+from tdv_airflow.core.watch import StackPoll, check_fingerprint, poll_stack
+from tdv_airflow.exceptions import InvalidInputError, StackFailedError, StackNotFoundError
 from testkit import stubbed_stacks
 from testkit.held_stack import create_held_stack, release
 
@@ -72,3 +74,45 @@ def test_a_poll_is_a_frozen_value() -> None:
     poll = StackPoll("missing", "s")
     with pytest.raises(AttributeError):
         poll.state = "success"  # type: ignore[misc]
+
+
+SERVED = "a" * 64
+
+
+@pytest.mark.parametrize("status", ["UPDATE_ROLLBACK_COMPLETE", "IMPORT_ROLLBACK_COMPLETE"])
+def test_a_stack_rolled_back_to_the_wanted_state_is_a_success(status: str) -> None:
+    client = stubbed_stacks.client()
+    with Stubber(client) as stubber:
+        stubber.add_response("describe_stacks", stubbed_stacks.stack(
+            status, tags={FINGERPRINT_TAG: SERVED}))
+        poll = poll_stack(client, stubbed_stacks.STACK_NAME, None, waited=0.0,
+                          not_found_grace_period=0.0, expected_fingerprint=SERVED)
+        stubber.assert_no_pending_responses()
+    assert (poll.state, poll.done, poll.status, poll.error) == ("success", True, status, None)
+    assert poll.result is not None and poll.result["stack_status"] == status
+    assert poll.result["api_endpoint"].startswith("https://abc123.execute-api.")
+
+
+@pytest.mark.parametrize("expected", [None, "b" * 64])
+def test_a_stack_rolled_back_to_another_state_is_a_failure(expected: str | None) -> None:
+    """No fingerprint, or the one of the update that rolled back (the stack carries the
+    previous one): a failure, with the rollback's reason."""
+    client = stubbed_stacks.client()
+    with Stubber(client) as stubber:
+        stubber.add_response("describe_stacks", stubbed_stacks.stack(
+            "UPDATE_ROLLBACK_COMPLETE", tags={FINGERPRINT_TAG: SERVED}))
+        stubber.add_response("describe_stack_events",
+                             stubbed_stacks.failed_events("UPDATE_ROLLBACK_COMPLETE"))
+        poll = poll_stack(client, stubbed_stacks.STACK_NAME, None, waited=0.0,
+                          not_found_grace_period=0.0, expected_fingerprint=expected)
+        stubber.assert_no_pending_responses()
+    assert (poll.state, poll.status) == ("failed", "UPDATE_ROLLBACK_COMPLETE")
+    assert "Unzipped size must be smaller" in str(poll.error)
+
+
+@pytest.mark.parametrize("value", ["abc", "A" * 64, 42, "g" * 64])
+def test_a_fingerprint_that_is_not_one_is_refused_naming_it(value: Any) -> None:
+    with pytest.raises(InvalidInputError, match=re.escape(repr(value))):
+        check_fingerprint(value)
+    assert check_fingerprint("") is None and check_fingerprint(None) is None
+    assert check_fingerprint(SERVED) == SERVED
