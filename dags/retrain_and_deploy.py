@@ -154,11 +154,12 @@ with DAG(
         template_stack_local_path="{{ params.template_path }}",
         dependencies="{{ params.dependencies }}")
     create = CreateStackOperator(  # starts the stack; the sensor waits for it
-        task_id="create_stack", prepare_env_response=prepare.output, deferrable=False,
+        task_id="create_stack", prepare_env_response=prepare.output,
         stack_name=trained["stack_name"], deployment=trained["deployment"],
         on_exists="{{ params.on_exists }}", endpoint_auth="{{ params.endpoint_auth }}")
-    wait = StackStatusSensor(task_id="wait_for_stack", stack_name=trained["stack_name"],
-                             timeout=3600, not_found_grace_period=120)
+    wait = StackStatusSensor(  # a stack rolled back to what create asked for is success
+        task_id="wait_for_stack", stack_name=trained["stack_name"], timeout=3600,
+        expected_fingerprint=create.output["fingerprint"])
     smoke = EndpointCheckOperator(
         task_id="smoke_test", stack_name="{{ ti.xcom_pull('wait_for_stack')['stack_name'] }}",
         payload="{{ params.smoke_payload }}", expected_predictions="{{ params.smoke_expected }}")

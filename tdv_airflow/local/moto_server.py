@@ -1,11 +1,20 @@
 """Start moto's server with tdv-airflow's fidelity fixes installed (used by
 :mod:`tdv_airflow.local.aws`).
 
-Each fix is its own module, documenting what moto lacks and what AWS does:
+Each fix is its own module, documenting what moto lacks and what AWS does (the list,
+with AWS's documentation, is ``docs/aws-behaviour.md``):
 :mod:`~tdv_airflow.local.fix_layer_ref` (``Ref`` to a Lambda layer version is its ARN),
-:mod:`~tdv_airflow.local.fix_api_keys` (CloudFormation API keys and usage plans) and
+:mod:`~tdv_airflow.local.fix_api_keys` (CloudFormation API keys and usage plans),
 :mod:`~tdv_airflow.local.fix_stack_updates` (an identical update is refused, a failing
-update rolls back, updates set ``LastUpdatedTime``).
+update rolls back, updates set ``LastUpdatedTime``),
+:mod:`~tdv_airflow.local.fix_update_refs` (a parameter named in ``Fn::Sub`` or a
+condition updates the resource), :mod:`~tdv_airflow.local.fix_no_value`
+(``AWS::NoValue`` removes a list element), :mod:`~tdv_airflow.local.fix_role_policy`
+(an update rewrites a role's inline policies), :mod:`~tdv_airflow.local.fix_architectures`
+(``Architectures`` and ``CompatibleArchitectures`` pass through),
+:mod:`~tdv_airflow.local.fix_stack_conditions` (the caller's CloudFormation condition
+keys are checked) and :mod:`~tdv_airflow.local.fix_service_role` (roles are created as
+the stack's service role, when moto enforces IAM).
 ``TDV_MOTO_FIXES`` (comma-separated names of :data:`FIXES`, empty for none) chooses
 which are installed; unset, all are. Without moto the module is not importable (the
 ``local`` extra).

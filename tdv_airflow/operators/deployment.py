@@ -127,7 +127,8 @@ class CreateStackOperator(AwsConnectionMixin):
     first; a stack in ``ROLLBACK_COMPLETE`` is deleted and created again (logged as a
     warning); an update that changes nothing counts as success, also on a stack whose
     last update rolled back (``UPDATE_ROLLBACK_COMPLETE``) to exactly this state: give
-    ``fingerprint`` to the sensor (``expected_fingerprint=create.output["fingerprint"]``)
+    ``fingerprint`` to the sensor (``expected_fingerprint=create.output["fingerprint"]``:
+    it is also pushed under its own XCom key)
     so that it succeeds too.
 
     :param prepare_env_response: the prepare contract, e.g. ``prepare.output`` (templated).
@@ -138,9 +139,11 @@ class CreateStackOperator(AwsConnectionMixin):
         :class:`~tdv_airflow.operators.RetireVersionsOperator` finds the deployment's
         version stacks; the stack's own name when ``None`` (templated).
     :param on_exists: ``"update"``, ``"skip"`` or ``"fail"`` when the stack exists (templated).
-    :param wait_for_completion: wait in the task until the stack is complete.
-    :param deferrable: wait on the triggerer instead (frees the worker slot); default
-        ``[operators] default_deferrable``.
+    :param wait_for_completion: wait until the stack is complete (in the task, or on the
+        triggerer when deferrable).
+    :param deferrable: wait on the triggerer (frees the worker slot); ``True`` also asks
+        to wait. Default ``[operators] default_deferrable``, which only decides how a task
+        that waits does it: it never makes the task wait by itself.
     :param poll_interval: seconds between status polls; default
         ``[tdv_airflow] poll_interval`` (30).
     :param max_attempts: polls before giving up when waiting.
@@ -198,7 +201,9 @@ class CreateStackOperator(AwsConnectionMixin):
         self.on_exists = on_exists
         self.endpoint_auth = endpoint_auth
         self.role_arn = role_arn
-        self.wait_for_completion = wait_for_completion
+        # deferrable=True asks to wait (on the triggerer); the configured default only
+        # decides how a task that waits does it, so it never makes create wait by itself.
+        self.wait_for_completion = wait_for_completion or deferrable is True
         self.deferrable = default_deferrable(deferrable)
         self.poll_interval = validation.check_positive(default_poll_interval(poll_interval),
                                                        "poll_interval")
@@ -220,13 +225,14 @@ class CreateStackOperator(AwsConnectionMixin):
         with aws_reachable(f"create or update of stack {self.stack_name!r}"):
             summary = self._apply(context)
         self.push_stack_id(context, summary["stack_id"])
-        if classify(summary["stack_status"]) == "in_progress":
+        context["ti"].xcom_push(key="fingerprint", value=summary["fingerprint"])
+        if self.wait_for_completion and classify(summary["stack_status"]) == "in_progress":
             if self.deferrable:
                 self.defer(trigger=self.stack_trigger(
                     summary["stack_id"], self.poll_interval, self.max_attempts,
                     expected_fingerprint=summary["fingerprint"]),
                     method_name="execute_complete")
-            if self.wait_for_completion:
+            else:
                 with aws_reachable(f"wait for stack {self.stack_name!r}"):
                     summary = self._wait(summary["stack_id"], summary["fingerprint"])
         return summary

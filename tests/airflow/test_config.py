@@ -111,3 +111,16 @@ def test_airflow_config_lists_the_provider_section(tmp_path: Path) -> None:
     assert "poll_interval = 30" in done.stdout, done.stdout
     assert "sensor_mode = reschedule" in done.stdout, done.stdout
     assert "Seconds between two polls" in done.stdout
+
+
+def test_default_deferrable_never_makes_create_wait_by_itself(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "true")
+    started = CreateStackOperator(task_id="start", prepare_env_response={}, stack_name="s")
+    waits = CreateStackOperator(task_id="wait", prepare_env_response={}, stack_name="s",
+                                wait_for_completion=True)
+    asked = CreateStackOperator(task_id="defer", prepare_env_response={}, stack_name="s",
+                                deferrable=True)
+    assert (started.wait_for_completion, started.deferrable) == (False, True)
+    assert (waits.wait_for_completion, waits.deferrable) == (True, True)
+    assert (asked.wait_for_completion, asked.deferrable) == (True, True)

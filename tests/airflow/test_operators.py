@@ -73,11 +73,15 @@ def test_prepare_rejects_a_prepro_fn_that_is_neither_callable_nor_a_path() -> No
 
 def test_create_retry_gives_the_same_xcom_and_one_stack(cfn: Any, prepared: dict[str, Any],
                                                         task_context: Any) -> None:
+    pushed: list[dict[str, Any]] = []
+
     def create(try_number: int) -> dict[str, Any]:
         ti = FakeTaskInstance(try_number=try_number)
         op = CreateStackOperator(task_id="create", prepare_env_response=prepared,
                                  stack_name="tdv-retry", poll_interval=0.2)
-        return op.execute(task_context(ti))
+        result = op.execute(task_context(ti))
+        pushed.append(ti.xcoms)
+        return result
 
     first = create(1)
     events = cfn.describe_stack_events(StackName="tdv-retry")["StackEvents"]
@@ -91,6 +95,8 @@ def test_create_retry_gives_the_same_xcom_and_one_stack(cfn: Any, prepared: dict
     stack = cfn.describe_stacks(StackName="tdv-retry")["Stacks"][0]
     assert len(tags_of(stack)[FINGERPRINT_TAG]) == 64
     assert first["fingerprint"] == tags_of(stack)[FINGERPRINT_TAG]
+    # under its own key too, so that a DAG can pass create.output["fingerprint"]
+    assert [x["fingerprint"] for x in pushed] == [first["fingerprint"]] * 2
 
 
 def test_create_updates_when_the_wanted_state_changes(cfn: Any, prepared: dict[str, Any],
