@@ -5,7 +5,8 @@ Airflow users never touch this: the hook builds :class:`AwsClients` from a conne
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -146,3 +147,26 @@ def emulator_endpoint(endpoint_url: str | None) -> str | None:
     if not host or host.endswith(AWS_HOST_SUFFIXES):
         return None
     return str(endpoint_url)
+
+
+@contextmanager
+def aws_reachable(operation: str) -> Iterator[None]:
+    """Turn botocore's connection failures into :class:`AwsUnreachableError`.
+
+    A refused, reset or timed-out connection (``EndpointConnectionError``,
+    ``ConnectTimeoutError``, ``ReadTimeoutError``, ``ConnectionClosedError`` ...)
+    becomes one clear error naming the endpoint and the operation.
+
+    :param operation: what was being done, e.g. ``"delete of stack 'tdv-iris'"``.
+    """
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError
+
+    try:
+        yield
+    except (BotoConnectionError, HTTPClientError) as exc:
+        endpoint = getattr(exc, "kwargs", {}).get("endpoint_url")
+        from tdv_airflow.exceptions import AwsUnreachableError
+
+        raise AwsUnreachableError(endpoint, operation,
+                                  f"{type(exc).__name__}: {exc}") from exc

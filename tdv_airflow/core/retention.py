@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterator, Mapping
-from contextlib import contextmanager
 from typing import Any
 
 from tdv_airflow.core.stacks import delete_and_wait, describe, tags_of
-from tdv_airflow.exceptions import AwsUnreachableError, InvalidInputError, StackFailedError
+from tdv_airflow.exceptions import InvalidInputError, StackFailedError
 
 log = logging.getLogger(__name__)
 
@@ -114,24 +113,3 @@ def retire(cfn: Any, deployment: str, keep: int, poll_interval: float = 5.0,
     if errors:
         raise StackFailedError(deployment, "partly retired", "; ".join(errors))
     return retired
-
-
-@contextmanager
-def aws_reachable(operation: str) -> Iterator[None]:
-    """Turn botocore's connection failures into :class:`AwsUnreachableError`.
-
-    A refused, reset or timed-out connection (``EndpointConnectionError``,
-    ``ConnectTimeoutError``, ``ReadTimeoutError``, ``ConnectionClosedError`` ...)
-    becomes one clear error naming the endpoint and the operation.
-
-    :param operation: what was being done, e.g. ``"delete of stack 'tdv-iris'"``.
-    """
-    from botocore.exceptions import ConnectionError as BotoConnectionError
-    from botocore.exceptions import HTTPClientError
-
-    try:
-        yield
-    except (BotoConnectionError, HTTPClientError) as exc:
-        endpoint = getattr(exc, "kwargs", {}).get("endpoint_url")
-        raise AwsUnreachableError(endpoint, operation,
-                                  f"{type(exc).__name__}: {exc}") from exc

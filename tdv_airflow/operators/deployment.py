@@ -95,8 +95,8 @@ class PrepareDeploymentOperator(AwsConnectionMixin):
         :param context: the task context.
         """
         from tdv_airflow.core import deployment
+        from tdv_airflow.core.clients import aws_reachable
         from tdv_airflow.core.pickling import resolve_callable
-        from tdv_airflow.core.retention import aws_reachable
 
         optional = {"s3_prefix": self.s3_prefix} if self.s3_prefix else {}
         with aws_reachable(f"prepare of s3://{self.bucket}/{self.model_s3_key}"):
@@ -219,7 +219,7 @@ class CreateStackOperator(AwsConnectionMixin):
 
         :param context: the task context.
         """
-        from tdv_airflow.core.retention import aws_reachable
+        from tdv_airflow.core.clients import aws_reachable
         from tdv_airflow.core.stacks import classify
 
         with aws_reachable(f"create or update of stack {self.stack_name!r}"):

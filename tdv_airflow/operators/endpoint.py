@@ -79,7 +79,7 @@ class EndpointCheckOperator(AwsConnectionMixin):
 
         :param context: the task context.
         """
-        from tdv_airflow.core.retention import aws_reachable
+        from tdv_airflow.core.clients import aws_reachable
         from tdv_airflow.core.stacks import describe, outputs_of
         from tdv_airflow.core.validation import check_stack_name
         from tdv_airflow.exceptions import StackNotFoundError

@@ -68,14 +68,14 @@ class DeleteStackOperator(AwsConnectionMixin):
 
         :param context: the task context.
         """
-        from tdv_airflow.core import retention as lifecycle
-        from tdv_airflow.core import stacks
+        from tdv_airflow.core import retention, stacks
+        from tdv_airflow.core.clients import aws_reachable
         from tdv_airflow.core.validation import check_stack_name
 
         # The core's teardown takes names and ids alike: a rendered name is checked here.
         stack_name = check_stack_name(self.stack_name)
         cfn = self.hook.conn
-        with lifecycle.aws_reachable(f"delete of stack {stack_name!r}"):
+        with aws_reachable(f"delete of stack {stack_name!r}"):
             if self.deferrable or not self.wait_for_completion:
                 stack = stacks.describe(cfn, stack_name)
                 if stack is None or stack["StackStatus"] == "DELETE_COMPLETE":
@@ -88,7 +88,7 @@ class DeleteStackOperator(AwsConnectionMixin):
                 self.defer(trigger=self._trigger(stack["StackId"]),
                            method_name="execute_complete",
                            kwargs={"stack_id": stack["StackId"], "attempt": 1})
-            result = lifecycle.teardown(cfn, stack_name, poll_interval=self.poll_interval,
+            result = retention.teardown(cfn, stack_name, poll_interval=self.poll_interval,
                                         max_attempts=self.max_attempts)
         self.log.info("stack %s: %s", stack_name,
                       "deleted" if result["deleted"] else "already absent")
@@ -103,7 +103,8 @@ class DeleteStackOperator(AwsConnectionMixin):
         :param stack_id: the id of the stack being deleted.
         :param attempt: which delete attempt the trigger watched (1 or 2).
         """
-        from tdv_airflow.core import retention as lifecycle
+        from tdv_airflow.core import retention
+        from tdv_airflow.core.clients import aws_reachable
         from tdv_airflow.exceptions import StackFailedError, StackTimeoutError
         from tdv_airflow.triggers.teardown import DELETE_FAILED, DELETED
 
@@ -114,14 +115,14 @@ class DeleteStackOperator(AwsConnectionMixin):
             raise StackTimeoutError(str((event or {}).get("message")
                                         or f"unexpected trigger event {event!r}"))
         cfn = self.hook.conn
-        with lifecycle.aws_reachable(f"delete of stack {self.stack_name!r}"):
+        with aws_reachable(f"delete of stack {self.stack_name!r}"):
             if attempt < 2:
                 self.log.warning("delete of stack %s failed (attempt 1 of 2): retrying",
                                  self.stack_name)
                 cfn.delete_stack(StackName=stack_id)
                 self.defer(trigger=self._trigger(stack_id), method_name="execute_complete",
                            kwargs={"stack_id": stack_id, "attempt": attempt + 1})
-            left = lifecycle.resources_left(cfn, stack_id)
+            left = retention.resources_left(cfn, stack_id)
         raise StackFailedError(self.stack_name, "DELETE_FAILED", "deleted twice without success",
                                "; ".join(left) or None)
 
@@ -188,7 +189,8 @@ class RetireVersionsOperator(AwsConnectionMixin):
 
         :param context: the task context.
         """
-        from tdv_airflow.core.retention import aws_reachable, retire
+        from tdv_airflow.core.clients import aws_reachable
+        from tdv_airflow.core.retention import retire
         from tdv_airflow.operators.checks import check_deployment, keep_count, stack_names
 
         deployment = check_deployment(self.deployment)
