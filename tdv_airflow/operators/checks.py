@@ -10,27 +10,30 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 from tdv_airflow.exceptions import InvalidInputError
 
+
 #: An AWS tag value (letters, digits, spaces and ``_.:/=+-@``, at most 256 characters).
-TAG_VALUE_RE = re.compile(r"[\w .:/=+\-@]{1,256}")
-
-
 def check_deployment(deployment: Any) -> str:
-    """Return ``deployment`` if it can be the value of the ``tdv-airflow:deployment`` tag.
+    """Return ``deployment`` if it can be the value of the ``tdv-airflow:deployment`` tag
+    (the core's tag rule, :func:`tdv_airflow.core.validation.check_tag`).
 
     :param deployment: the deployment's name, e.g. ``"tdv-iris"``.
     :raises InvalidInputError: naming the value and the rule.
     """
-    if isinstance(deployment, str) and TAG_VALUE_RE.fullmatch(deployment):
-        return deployment
+    from tdv_airflow.core.retention import DEPLOYMENT_TAG
+    from tdv_airflow.core.validation import check_tag
+
+    if isinstance(deployment, str):
+        try:
+            return check_tag(DEPLOYMENT_TAG, deployment)[1]
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"invalid deployment {deployment!r}: {exc}") from exc
     raise InvalidInputError(
-        f"invalid deployment {deployment!r}: expected a non-empty string of at most 256 "
-        "letters, digits, spaces and _.:/=+-@ (it becomes the stack tag "
-        "tdv-airflow:deployment), e.g. 'tdv-iris'")
+        f"invalid deployment {deployment!r}: expected the name of the deployment, a string "
+        f"that can be the value of the stack tag tdv-airflow:deployment, e.g. 'tdv-iris'")
 
 
 def keep_count(keep_versions: Any) -> int:
