@@ -372,7 +372,7 @@ def create_stack(
         clients.cloudformation, stack_name, response["url_s3_stack_template"], params,
         tags=all_tags, on_exists=on_exists,
         client_request_token=client_request_token, poll_interval=poll_interval,
-        role_arn=role_arn,
+        role_arn=role_arn, stack=existing,
     )
 
 

@@ -4,11 +4,10 @@ Failure detection does not use botocore's waiters: ``stack_create_complete`` tre
 UPDATE_FAILED as success and waits out a whole rollback. Here every status is classified
 once (:func:`classify`) and a failure is reported as soon as it is seen.
 
-A stack whose update failed rolls back to UPDATE_ROLLBACK_COMPLETE, a stable state in
-which it serves its previous template, parameters and tags again. Whoever knows what it
-wanted (the :func:`fingerprint` the stack is tagged with, :data:`FINGERPRINT_TAG`) can
-tell a stack that rolled back to exactly that (success, :func:`state_of`) from one whose
-own update rolled back (a failure).
+A failed update rolls back to UPDATE_ROLLBACK_COMPLETE, a stable state serving the
+previous template, parameters and tags. Knowing the :func:`fingerprint` it wanted (the
+stack's :data:`FINGERPRINT_TAG`) tells a stack rolled back to exactly that (success,
+:func:`state_of`) from one whose own update rolled back (a failure).
 """
 
 from __future__ import annotations
@@ -46,6 +45,13 @@ PROGRESS_STATES = frozenset({
     "IMPORT_IN_PROGRESS", "REVIEW_IN_PROGRESS",
 })
 CAPABILITIES = ["CAPABILITY_IAM"]
+
+
+class _NotDescribed:
+    """Default of ``stack=`` arguments: not described yet (``None`` means absent)."""
+
+
+NOT_DESCRIBED = _NotDescribed()
 
 
 def classify(status: str) -> State:
@@ -129,8 +135,7 @@ def raise_if_failed(cfn: Any, stack: Mapping[str, Any],
 
 
 def summary(stack: Mapping[str, Any]) -> dict[str, Any]:
-    """``stack_id``, ``stack_name``, ``stack_status`` (the create contract without the
-    ``fingerprint`` that :func:`create_or_update` adds).
+    """``stack_id``, ``stack_name``, ``stack_status``: the create contract but its fingerprint.
 
     :param stack: a ``describe_stacks`` entry.
     """
@@ -209,6 +214,7 @@ def create_or_update(
     client_request_token: str | None = None,
     poll_interval: float = 5.0,
     role_arn: str | None = None,
+    stack: Mapping[str, Any] | None | _NotDescribed = NOT_DESCRIBED,
 ) -> dict[str, Any]:
     """Create the stack, or bring an existing one to this template and parameters.
 
@@ -236,6 +242,8 @@ def create_or_update(
     :param poll_interval: seconds between polls while waiting for a stack in progress.
     :param role_arn: a CloudFormation service role (``RoleARN``) that creates and updates
         the stack's resources instead of the caller (already checked).
+    :param stack: the stack as the caller just described it (``None``: absent), so that
+        it is not described twice; described here when not given.
     :returns: the create contract (``stack_id``, ``stack_name``, ``stack_status``,
         ``fingerprint``: of the state the stack is to reach, the one it has when skipped)
         plus ``operation`` (created, updated, update_failed, unchanged, skipped or
@@ -265,7 +273,7 @@ def create_or_update(
                serves: str | None = wanted) -> dict[str, Any]:
         return {**summary(stack or {}), "fingerprint": serves, "operation": operation}
 
-    stack = describe(cfn, stack_name)
+    stack = describe(cfn, stack_name) if isinstance(stack, _NotDescribed) else stack
     operation, start = "created", stack
     if stack is not None and classify(stack["StackStatus"]) == "in_progress":
         log.info("stack %s is %s: waiting for it before going on", stack_name,
@@ -371,23 +379,22 @@ def tags_of(stack: Mapping[str, Any]) -> dict[str, str]:
 
 
 def find_applied(cfn: Any, stack_name: str, expected_fingerprint: str, *,
-                 stack: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+                 stack: Mapping[str, Any] | None | _NotDescribed = NOT_DESCRIBED
+                 ) -> dict[str, Any] | None:
     """The stack if it already carries ``expected_fingerprint`` and is not failed.
 
-    A retried task finds its own earlier create or update here (finished or still in
-    progress) and need not issue it again, and a stack that rolled back to exactly this
-    state (UPDATE_ROLLBACK_COMPLETE, serving it) is returned too (see :func:`state_of`);
-    a stack that failed otherwise is not returned, so the normal path (update, or delete
-    and recreate) runs.
+    A retried task finds its own earlier create or update here (finished or in progress)
+    and need not issue it again; a stack rolled back to exactly this state is returned too
+    (:func:`state_of`); any other failed stack is not, so the normal path runs.
 
     :param cfn: a boto3 CloudFormation client.
     :param stack_name: the stack name.
     :param expected_fingerprint: what :func:`fingerprint` gives for the wanted state.
-    :param stack: the stack as just described (described here when ``None``).
+    :param stack: the stack as the caller just described it (``None``: absent); described
+        here when not given.
     """
-    stack = dict(stack) if stack is not None else describe(cfn, stack_name)
-    if stack is None or state_of(stack, expected_fingerprint) == "failed":
+    stack = describe(cfn, stack_name) if isinstance(stack, _NotDescribed) else stack
+    if stack is None or state_of(stack, expected_fingerprint) == "failed" \
+            or tags_of(stack).get(FINGERPRINT_TAG) != expected_fingerprint:
         return None
-    if tags_of(stack).get(FINGERPRINT_TAG) != expected_fingerprint:
-        return None
-    return stack
+    return dict(stack)

@@ -280,8 +280,7 @@ def test_create_recreates_a_stack_left_in_rollback_complete(
     op.__dict__["hook"] = hook
     dead = stubbed_stacks.stack("ROLLBACK_COMPLETE", stubbed_stacks.FAILED_REASON)
     with Stubber(client) as stubber, caplog.at_level(logging.WARNING, "tdv_airflow.core.stacks"):
-        stubber.add_response("describe_stacks", dead)  # the retry shortcut: not applied
-        stubber.add_response("describe_stacks", dead)  # the core: a dead end
+        stubber.add_response("describe_stacks", dead)  # described once: a dead end
         stubber.add_response("delete_stack", {}, {"StackName": stubbed_stacks.STACK_ID})
         stubber.add_response("describe_stacks", stubbed_stacks.stack("DELETE_COMPLETE"))
         stubber.add_response("create_stack", {"StackId": stubbed_stacks.STACK_ID})
