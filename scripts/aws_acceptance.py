@@ -234,20 +234,15 @@ class Acceptance:
         mode = endpoint_auth_of(stack)
         if mode != endpoint_auth:
             raise RuntimeError(f"the stack's endpoint is {mode!r}, not {endpoint_auth!r}")
-        if self.emulator is not None:
-            from tdv_airflow.local.process import invoke_deployed
+        if self.emulator is not None and mode == "api_key":
+            from tdv_airflow.endpoint.client import api_key_value
 
-            if mode == "api_key":
-                from tdv_airflow.endpoint.client import api_key_value
+            api_key_value(self.clients, stack)  # the key exists and has a value
+        from tdv_airflow.local.request import request_stack
 
-                api_key_value(self.clients, stack)  # the key exists and has a value
-            response = invoke_deployed(self.clients, stack["StackName"], PAYLOAD)
-            return (int(response["statusCode"]), str(response.get("body") or ""),
-                    f"{mode} (function run locally)")
-        from tdv_airflow.endpoint.client import call_stack_endpoint
-
-        answer = call_stack_endpoint(self.clients, stack, PAYLOAD)
-        return answer.status, answer.body.decode("utf-8", "replace"), f"{mode} via API Gateway"
+        answer = request_stack(self.clients, stack, PAYLOAD)
+        how = "function run locally" if answer.emulator else "via API Gateway"
+        return answer.status, answer.body, f"{mode} ({how})"
 
     def teardown(self) -> str:
         """Delete the stack and wait for it to go."""

@@ -102,22 +102,13 @@ class EndpointCheckOperator(AwsConnectionMixin):
         return answer
 
     def _call(self, clients: Any, stack: dict[str, Any]) -> tuple[int, str]:
-        """The answer's status and body, from the endpoint (AWS) or the function run
-        locally (an emulator)."""
-        emulator = clients.emulator_endpoint
-        if emulator is not None:
-            from tdv_airflow.local.process import invoke_deployed
-
-            self.log.info("%s is an emulator, which runs no Lambda: running the deployed "
-                          "function of stack %s locally", emulator, stack["StackName"])
-            response = invoke_deployed(clients, stack["StackName"], self.payload)
-            return int(response["statusCode"]), str(response.get("body") or "")
-        from tdv_airflow.endpoint.client import call_stack_endpoint
+        """The answer's status and body (see :func:`tdv_airflow.local.request.request_stack`)."""
+        from tdv_airflow.local.request import request_stack
 
         hook = self.hook
-        answer = call_stack_endpoint(clients, stack, self.payload,
-                                     session=hook.get_session(region_name=hook.conn_region_name))
-        return answer.status, answer.body.decode("utf-8", errors="replace")
+        answer = request_stack(clients, stack, self.payload,
+                               session=hook.get_session(region_name=hook.conn_region_name))
+        return answer.status, answer.body
 
     def _check(self, answer: dict[str, Any], body: str, expected: list[Any] | None) -> None:
         """Raise :class:`EndpointCheckError` quoting the answer when it is not the one
