@@ -99,3 +99,29 @@ class EmulatedAccessDeniedError(TdvError):
         self.logical_id = logical_id
         self.resource_type = resource_type
         self.reason = reason
+
+
+class UnknownVersionError(InvalidInputError):
+    """A Lambda version (or ``"previous"``) named by the caller does not exist."""
+
+
+class CandidateRejectedError(EndpointCheckError):
+    """A candidate version answered its validation requests wrongly; the live alias was
+    not moved."""
+
+
+class RolloutError(TdvError):
+    """A promotion cannot go on (the alias is not the deployment's, or was changed by
+    someone else while it was being moved)."""
+
+
+class AlarmRollbackError(RolloutError):
+    """An alarm went into ALARM while a candidate took part of the traffic; the live alias
+    was set back to the previous version before this was raised.
+
+    :param alarms: the alarms in ALARM (name, reason, since), as the rollback saw them.
+    """
+
+    def __init__(self, message: str, alarms: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.alarms = alarms

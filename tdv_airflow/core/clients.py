@@ -130,6 +130,11 @@ class AwsClients:
         """The KMS client."""
         return self._factory("kms")
 
+    @cached_property
+    def cloudwatch(self) -> Any:
+        """The CloudWatch client (alarms)."""
+        return self._factory("cloudwatch")
+
 
 #: Host name endings of AWS's own endpoints (commercial, China, dual-stack).
 AWS_HOST_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
