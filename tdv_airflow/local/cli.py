@@ -7,9 +7,13 @@
                                                       #   http://127.0.0.1:8080/predict
 
 ``--endpoint-url http://127.0.0.1:PORT`` points every client at the local emulator.
+Requests reach what the stack's API invokes: its ``live`` alias (each request to one of
+the alias's versions, by their weights) when the stack has a ``LiveAlias`` output, else
+``$LATEST``; ``--qualifier 3`` (a version, ``$LATEST`` or an alias) runs that instead.
 ``invoke`` prints the proxy response (exit status 1 for an HTTP error status, 2 when the
-function cannot be found or run); ``serve`` answers HTTP requests through one warm
-function process (:mod:`tdv_airflow.local.server`) until interrupted.
+function cannot be found or run) and, on stderr, the version that answered; ``serve``
+answers HTTP requests through one warm process per version
+(:mod:`tdv_airflow.local.server`) until interrupted.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 from tdv_airflow.core.clients import AwsClients
 from tdv_airflow.exceptions import LocalRunError, TdvError
 from tdv_airflow.local.layout import default_workdir
-from tdv_airflow.local.process import LocalFunction, invoke_deployed
+from tdv_airflow.local.process import LocalFunction, invoke_once
 
 
 def clients_for(region: str | None = None, endpoint_url: str | None = None,
@@ -60,6 +64,9 @@ def _cli(argv: list[str] | None = None) -> int:
     common.add_argument("--endpoint-url", default=None,
                         help="endpoint of every service (e.g. the local emulator)")
     common.add_argument("--profile", default=None, help="AWS profile")
+    common.add_argument("--qualifier", default=None,
+                        help="a version number, $LATEST or an alias to run (default: what "
+                             "the stack's API invokes: its live alias, else $LATEST)")
     common.add_argument("--workdir", type=Path, default=None,
                         help=f"layout cache (default {default_workdir()})")
     common.add_argument("-v", "--verbose", action="store_true",
@@ -87,13 +94,19 @@ def _cli(argv: list[str] | None = None) -> int:
                 text = args.payload
             headers = dict(h.split(":", 1) for h in args.header)
             headers = {k.strip(): v.strip() for k, v in headers.items()}
-            response = invoke_deployed(clients, args.stack, text, method=args.method,
-                                       headers=headers or None, workdir=args.workdir)
+            result = invoke_once(clients, args.stack, text, method=args.method,
+                                 headers=headers or None, workdir=args.workdir,
+                                 qualifier=args.qualifier)
+            response = result.response
             print(json.dumps(response, indent=2))
+            print(f"answered by version {result.version}" if result.version else
+                  f"no version answered: {(result.error or {}).get('errorMessage')}",
+                  file=sys.stderr)
             return 0 if int(response.get("statusCode", 500)) < 400 else 1
         from tdv_airflow.local.server import serve
 
-        serve(LocalFunction(clients, args.stack, workdir=args.workdir), args.host, args.port)
+        serve(LocalFunction(clients, args.stack, qualifier=args.qualifier,
+                            workdir=args.workdir), args.host, args.port)
         return 0
     except TdvError as exc:
         print(f"error: {exc}", file=sys.stderr)

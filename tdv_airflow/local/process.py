@@ -1,15 +1,15 @@
-"""Running a deployed function's handler in a child process, as a warm Lambda
-execution environment would.
+"""Running a deployed stack's function locally, routed between its versions as the
+stack's API routes requests.
 
-:class:`LocalFunction` finds the function (:mod:`tdv_airflow.local.find`), lays it out
-(:mod:`tdv_airflow.local.layout`) and runs the handler in a fresh Python process
-(``python -I -S`` :mod:`tdv_airflow.local.lambda_runner`: neither the project nor this
-environment's site-packages are importable) with the function's environment variables,
-the caller's credentials and region, and ``AWS_ENDPOINT_URL`` when the clients point at
-an emulator (:attr:`~tdv_airflow.core.clients.AwsClients.emulator_endpoint`). It feeds
-the process API Gateway events (:mod:`tdv_airflow.local.events`) and turns its answers,
-failures, time-outs and crashes into what API Gateway would return.
-:func:`invoke_deployed` does that once::
+:class:`LocalFunction` reads what a request to the stack reaches
+(:func:`tdv_airflow.local.alias_route.stack_route`): the ``live`` alias of a stack with a
+``LiveAlias`` output, chosen per request between the alias's version and its additional
+version by their weights; ``$LATEST`` for a stack without one (older templates); or the
+version or alias the caller names (``qualifier``). Each version runs in its own warm
+process (:class:`tdv_airflow.local.container.FunctionProcess`), laid out side by side in
+the layout cache (by digest). A stack whose alias does not exist yet answers as API
+Gateway does when Lambda refuses the invocation: ``500 {"message": "Internal server
+error"}``. :func:`invoke_deployed` runs one request::
 
     invoke_deployed(clients, "iris", {"features": [[5.1, 3.5, 1.4, 0.2]]})
     # {"statusCode": 200, "headers": {...}, "body": "{\"predictions\": [0]}", ...}
@@ -20,107 +20,30 @@ IAM permission of the role does not show locally.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import queue
-import subprocess
-import sys
+import random
 import threading
 import time
-import uuid
-from collections import deque
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 from tdv_airflow.core.clients import AwsClients
 from tdv_airflow.exceptions import LocalRunError
-from tdv_airflow.local.events import check_proxy_response, gateway_error, request_event
-from tdv_airflow.local.find import DeployedFunction, find_function
-from tdv_airflow.local.layout import Layout, default_workdir, lay_out
+from tdv_airflow.local.alias_route import Route, refreshed, stack_route
+from tdv_airflow.local.container import FunctionProcess, Invocation, function_environ
+from tdv_airflow.local.events import gateway_error, request_event
+from tdv_airflow.local.find import DeployedFunction, check_qualifier, described, find_function
+from tdv_airflow.local.layout import Layout, default_workdir
+
+__all__ = ["Invocation", "LocalFunction", "function_environ", "invoke_deployed", "invoke_once"]
 
 log = logging.getLogger(__name__)
-function_log = logging.getLogger(f"{__name__}.function")
-_PASS_THROUGH_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
-                     "no_proxy", "AWS_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
-
-
-
-def function_environ(clients: AwsClients, function: DeployedFunction,
-                     layout: Layout) -> dict[str, str]:
-    """The child's environment: the function's variables, the runtime's reserved ones,
-    the caller's credentials and, for an emulator, ``AWS_ENDPOINT_URL``.
-
-    :param clients: boto3 clients (their credentials and endpoint are passed on).
-    :param function: the deployed function.
-    :param layout: the laid-out function.
-    """
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    task, opt = str(layout.task_dir), str(layout.opt_dir)
-    env = dict(function.environment)
-    env.update({
-        "AWS_REGION": function.region,
-        "AWS_DEFAULT_REGION": function.region,
-        "AWS_EXECUTION_ENV": f"AWS_Lambda_{function.runtime}",
-        "AWS_LAMBDA_FUNCTION_NAME": function.function_name,
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_size),
-        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.function_name}",
-        "AWS_LAMBDA_LOG_STREAM_NAME": f"local/[$LATEST]{uuid.uuid4().hex}",
-        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "LAMBDA_TASK_ROOT": task,
-        "LAMBDA_RUNTIME_DIR": str(layout.runtime_dir),
-        "_HANDLER": function.handler,
-        "LANG": "en_US.UTF-8",
-        "TZ": ":UTC",
-        "PATH": os.pathsep.join([f"{opt}/bin", os.environ.get("PATH", "/usr/bin:/bin")]),
-        "LD_LIBRARY_PATH": os.pathsep.join([f"{task}/lib", f"{opt}/lib"]),
-        "PYTHONPATH": os.pathsep.join([task, f"{opt}/python/lib/{version}/site-packages",
-                                       f"{opt}/python", str(layout.runtime_dir)]),
-    })
-    for name in _PASS_THROUGH_ENV:
-        if name in os.environ:
-            env[name] = os.environ[name]
-    creds = clients.credentials()
-    if creds is not None:
-        env["AWS_ACCESS_KEY_ID"] = creds.access_key
-        env["AWS_SECRET_ACCESS_KEY"] = creds.secret_key
-        if creds.token:
-            env["AWS_SESSION_TOKEN"] = creds.token
-    endpoint = clients.emulator_endpoint
-    if endpoint:
-        env["AWS_ENDPOINT_URL"] = endpoint
-    return env
-
-
-@dataclass
-class Invocation:
-    """One invocation's outcome.
-
-    :param response: what API Gateway would answer (a proxy response dict).
-    :param duration_ms: the handler's run time in milliseconds.
-    :param cold: whether this was the process's first invocation (a cold start).
-    :param init_ms: the module import time of a cold start.
-    :param error: the function's error (``errorType``, ``errorMessage``, ``stackTrace``),
-        if it raised, timed out or crashed.
-    :param diagnostics: where the handler and the watched modules were imported from,
-        the child's ``sys.path``, working directory and pid.
-    """
-
-    response: dict[str, Any]
-    duration_ms: float
-    cold: bool = False
-    init_ms: float | None = None
-    error: dict[str, Any] | None = None
-    diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
 class LocalFunction:
-    """A deployed function running in a long-lived local process (a warm container).
+    """A deployed stack's function running locally, as its API invokes it.
 
     ::
 
@@ -130,109 +53,118 @@ class LocalFunction:
 
     :param clients: boto3 clients of the stack's account and region.
     :param stack_name: the stack.
+    :param qualifier: a version number, ``$LATEST`` or an alias to run instead of what
+        the stack's API invokes.
+    :param rng: the random source choosing a weighted alias's version per request: a
+        callable returning a number in ``[0, 1)`` (default :func:`random.random`).
+    :param route_ttl: seconds an alias's weights, once read, are used before being read
+        again (``0``: one ``GetAlias`` per request).
     :param workdir: the layout cache (default :func:`default_workdir`).
-    :param python: the interpreter to run (default: this one, whose minor version must
-        match the function's runtime).
-    :param invoke_timeout: seconds an invocation may take (default: the function's
-        timeout).
+    :param python: each version's interpreter, ``invoke_timeout`` and ``init_timeout``:
+        see :class:`~tdv_airflow.local.container.FunctionProcess`.
+    :param invoke_timeout: seconds an invocation may take.
     :param init_timeout: seconds the handler's module may take to import.
+    :raises InvalidInputError: when ``qualifier`` is not a version, ``$LATEST`` or alias.
     """
 
-    def __init__(self, clients: AwsClients, stack_name: str, *,
+    def __init__(self, clients: AwsClients, stack_name: str, *, qualifier: str | None = None,
+                 rng: Callable[[], float] | None = None, route_ttl: float = 1.0,
                  workdir: str | Path | None = None, python: str | None = None,
                  invoke_timeout: float | None = None, init_timeout: float = 60.0) -> None:
         self.clients = clients
         self.stack_name = stack_name
+        self.qualifier = check_qualifier(qualifier) if qualifier is not None else None
+        self.rng = rng or random.random
+        self.route_ttl = route_ttl
         self.workdir = Path(workdir) if workdir else default_workdir()
-        self.python = python
-        self.invoke_timeout = invoke_timeout
-        self.init_timeout = init_timeout
-        self.function: DeployedFunction | None = None
-        self.layout: Layout | None = None
-        self._proc: subprocess.Popen[str] | None = None
-        self._out: queue.Queue[str | None] = queue.Queue()
-        self._stderr_tail: deque[str] = deque(maxlen=200)
+        self._options: dict[str, Any] = {"python": python, "invoke_timeout": invoke_timeout,
+                                         "init_timeout": init_timeout}
+        self.route: Route | None = None
+        self._read_at = 0.0
+        self._processes: dict[str, FunctionProcess] = {}
+        self._api: DeployedFunction | None = None
+        self._last: FunctionProcess | None = None
         self._lock = threading.Lock()
-        self._init_ms: float | None = None
-        self._served = 0
-        self._init_error: dict[str, Any] | None = None
-        self._diagnostics: dict[str, Any] = {}
+
+    # -- routing
+    def current_route(self, *, refresh: bool = False) -> Route:
+        """What a request reaches now (an alias's weights are read again after
+        ``route_ttl`` seconds, or when ``refresh``).
+
+        :param refresh: read the alias now.
+        :raises StackNotFoundError: when the stack does not exist.
+        """
+        with self._lock:
+            now = time.monotonic()
+            if self.route is None:
+                self.route = stack_route(self.clients, described(self.clients,
+                                                                 self.stack_name),
+                                         self.qualifier)
+            elif self.route.is_alias and (refresh or now - self._read_at >= self.route_ttl):
+                self.route = refreshed(self.clients, self.route)
+            else:
+                return self.route
+            self._read_at = now
+            route = self.route
+            stale = [self._processes.pop(v) for v in set(self._processes) - set(route.versions)]
+        for process in stale:  # versions that no longer take traffic
+            process.close()
+        return route
+
+    def process_for(self, version: str) -> FunctionProcess:
+        """The warm process of one version of the route (created when first needed).
+
+        :param version: a version the route reaches.
+        """
+        route = self.current_route()
+        with self._lock:
+            process = self._processes.get(version)
+            if process is None:
+                # A stack routed to $LATEST runs it exactly as the stack deploys it.
+                by_stack = not route.is_alias and self.qualifier is None
+                process = FunctionProcess(
+                    self.clients, self.stack_name, qualifier=None if by_stack else version,
+                    invoked_as=route.qualifier if route.is_alias else None,
+                    workdir=self.workdir, **self._options)
+                self._processes[version] = process
+            return process
+
+    def _primary(self) -> FunctionProcess | None:
+        route = self.current_route()
+        return self.process_for(route.versions[0]) if route.versions else None
 
     # -- lifecycle
     def prepare(self) -> Layout:
-        """Find the function and lay it out (no process is started)."""
-        if self.function is None:
-            self.function = find_function(self.clients, self.stack_name)
-        if self.layout is None:
-            self._check_runtime(self.function)
-            self.layout = lay_out(self.clients, self.function, self.workdir)
-        return self.layout
+        """Find the first version of the route (an alias's own version) and lay it out (no
+        process is started).
 
-    def _check_runtime(self, function: DeployedFunction) -> None:
-        if self.python is not None:
-            return
-        mine = f"python{sys.version_info.major}.{sys.version_info.minor}"
-        if function.runtime and function.runtime != mine:
-            raise LocalRunError(f"function {function.function_name!r} runs {function.runtime}"
-                                f" but this interpreter is {mine}: run tdv-local-run with "
-                                f"{function.runtime} (or pass python=...)")
+        :raises LocalRunError: when no version answers (the alias does not exist yet).
+        """
+        primary = self._primary()
+        if primary is None:
+            raise LocalRunError(str(self.current_route().reason))
+        return primary.prepare()
 
     def start(self) -> LocalFunction:
-        """Lay out the function and start its process (a cold start).
+        """Start the process of the alias's own version (a cold start); other versions
+        start on their first request. A stack without a live version starts nothing: its
+        requests get API Gateway's 500.
 
         :raises LocalRunError: when the process does not start.
         """
-        layout = self.prepare()
-        assert self.function is not None
-        if self._proc is not None and self._proc.poll() is None:
-            return self
-        self._out = queue.Queue()
-        self._served = 0
-        env = function_environ(self.clients, self.function, layout)
-        argv = [self.python or sys.executable, "-I", "-S", str(layout.runner),
-                str(layout.task_dir), str(layout.opt_dir), str(layout.runtime_dir),
-                self.function.handler]
-        started = time.perf_counter()
-        self._proc = subprocess.Popen(  # noqa: S603 - our interpreter and runner, no shell
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=env, cwd=layout.task_dir, text=True, encoding="utf-8", bufsize=1)
-        assert self._proc.stdout is not None and self._proc.stderr is not None
-        threading.Thread(target=self._pump_out, args=(self._proc.stdout, self._out),
-                         daemon=True).start()
-        threading.Thread(target=self._pump_err, args=(self._proc.stderr,),
-                         daemon=True).start()
-        ready = self._receive(self.init_timeout)
-        if ready is None:
-            self._kill()
-            raise LocalRunError(f"the function process did not start within "
-                                f"{self.init_timeout} s{self._tail()}")
-        self._init_ms = float(ready.get("init_ms") or (time.perf_counter() - started) * 1000)
-        if ready.get("type") == "init_error":
-            self._init_error = ready.get("error")
-            self._kill()
+        primary = self._primary()
+        if primary is not None:
+            primary.start()
         else:
-            self._init_error = None
-            self._diagnostics = ready.get("diagnostics") or {}
+            self._context()
         return self
 
     def close(self) -> None:
-        """Stop the process (it exits when its stdin closes)."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        try:
-            if proc.stdin:
-                proc.stdin.close()
-            proc.wait(timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
-            proc.kill()
-            proc.wait()
-
-    def _kill(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        """Stop every version's process."""
+        with self._lock:
+            processes, self._processes = list(self._processes.values()), {}
+        for process in processes:
+            process.close()
 
     def __enter__(self) -> LocalFunction:
         return self.start()
@@ -241,110 +173,66 @@ class LocalFunction:
                  tb: TracebackType | None) -> None:
         self.close()
 
+    def _context(self) -> DeployedFunction:
+        """The first version of the route (an alias's own), found; ``$LATEST`` when the
+        route has none (the stack's API is the same, for events)."""
+        primary = self._primary()
+        if primary is not None:
+            return primary.find()
+        if self._api is None:
+            self._api = find_function(self.clients, self.stack_name)
+        return self._api
+
+    @property
+    def function(self) -> DeployedFunction | None:
+        """The first version of the route (an alias's own), as found (``$LATEST``
+        without a live version); ``None`` before :meth:`start`/:meth:`prepare`."""
+        if self.route is not None and self.route.versions:
+            primary = self._processes.get(self.route.versions[0])
+            return primary.function if primary is not None else None
+        return self._api
+
+    @property
+    def layout(self) -> Layout | None:
+        """The layout of the first version of the route (an alias's own), once prepared."""
+        if self.route is None or not self.route.versions:
+            return None
+        primary = self._processes.get(self.route.versions[0])
+        return primary.layout if primary is not None else None
+
     @property
     def pid(self) -> int | None:
-        """The process id of the running function, if any."""
-        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
-
-    # -- plumbing
-    @staticmethod
-    def _pump_out(stream: IO[str], out: queue.Queue[str | None]) -> None:
-        for line in stream:
-            out.put(line)
-        out.put(None)
-
-    def _pump_err(self, stream: IO[str]) -> None:
-        for line in stream:
-            text = line.rstrip("\n")
-            self._stderr_tail.append(text)
-            function_log.info("%s", text)
-
-    def _tail(self) -> str:
-        lines = list(self._stderr_tail)[-20:]
-        return (":\n" + "\n".join(lines)) if lines else ""
-
-    def _receive(self, timeout: float) -> dict[str, Any] | None:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            try:
-                line = self._out.get(timeout=remaining)
-            except queue.Empty:
-                return None
-            if line is None:  # the process ended
-                return {"type": "crash"}
-            try:
-                message = json.loads(line)
-            except json.JSONDecodeError:
-                function_log.info("%s", line.rstrip("\n"))
-                continue
-            if isinstance(message, dict):
-                return message
+        """The process id of the version that answered last (else the alias's own), if
+        it runs."""
+        process = self._last or (self._processes.get(self.route.versions[0])
+                                 if self.route is not None and self.route.versions else None)
+        return process.pid if process is not None else None
 
     # -- invocations
     def invoke_event(self, event: Mapping[str, Any]) -> Invocation:
-        """Run the handler on one event; the process is (re)started when needed.
+        """Run one event through the version the route chooses for it.
 
         :param event: the Lambda event.
-        :returns: the invocation's outcome; a failing function gives API Gateway's 502.
+        :returns: the outcome and the version that answered; API Gateway's 502 for a
+            failing function, its 500 when no version exists to answer.
         """
-        with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                self.start()
-            assert self.function is not None
-            cold = self._served == 0
-            self._served += 1
-            if self._init_error is not None:
-                log.error("the function failed to initialise: %s: %s",
-                          self._init_error.get("errorType"),
-                          self._init_error.get("errorMessage"))
-                error = self._init_error
-                self._proc = None
-                return Invocation(gateway_error(), 0.0, True, self._init_ms, error)
-            timeout = self.invoke_timeout or self.function.timeout
-            request_id = str(uuid.uuid4())
-            message = {"type": "invoke", "event": event, "request_id": request_id,
-                       "function_arn": self.function.function_arn,
-                       "deadline_ms": time.time() * 1000 + timeout * 1000}
-            assert self._proc is not None and self._proc.stdin is not None
-            started = time.perf_counter()
-            try:
-                self._proc.stdin.write(json.dumps(message) + "\n")
-                self._proc.stdin.flush()
-            except OSError:
-                pass  # the process died: reported below
-            result = self._receive(timeout)
-            elapsed = (time.perf_counter() - started) * 1000
-            init_ms = self._init_ms if cold else None
-            if result is None:
-                self._kill()
-                error = {"errorType": "Sandbox.Timedout", "errorMessage":
-                         f"Task timed out after {timeout:.2f} seconds"}
-                log.error("%s: %s", self.function.function_name, error["errorMessage"])
-                return Invocation(gateway_error(), elapsed, cold, init_ms, error)
-            if result.get("type") == "crash":
-                self._kill()
-                error = {"errorType": "Runtime.ExitError",
-                         "errorMessage": f"the function process exited{self._tail()}"}
-                log.error("%s: %s", self.function.function_name, error["errorMessage"])
-                return Invocation(gateway_error(), elapsed, cold, init_ms, error)
-            diagnostics = result.get("diagnostics") or self._diagnostics
-            duration = float(result.get("duration_ms") or elapsed)
-            if result.get("error"):
-                err = result["error"]
-                log.error("%s raised %s: %s\n%s", self.function.function_name,
-                          err.get("errorType"), err.get("errorMessage"),
-                          "".join(err.get("stackTrace") or []))
-                return Invocation(gateway_error(), duration, cold, init_ms, err, diagnostics)
-            response = check_proxy_response(result.get("response"))
-            return Invocation(response, duration, cold, init_ms, None, diagnostics)
+        route = self.current_route()
+        version = route.choose(self.rng())
+        if version is None:
+            log.error("%s", route.reason)
+            return Invocation(gateway_error(500), 0.0, error={
+                "errorType": "ResourceNotFoundException", "errorMessage": route.reason})
+        process = self.process_for(version)
+        self._last = process
+        result = process.invoke_event(event)
+        log.info("%s: version %s answered %s", route.function_name, result.version,
+                 result.response.get("statusCode"))
+        return result
 
     def event_for(self, payload: Any, *, method: str = "POST",
                   headers: Mapping[str, str] | None = None, path: str = "/predict",
                   query: Mapping[str, str | Sequence[str]] | None = None) -> dict[str, Any]:
-        """The API Gateway event of a request to this function's API.
+        """The API Gateway event of a request to this stack's API.
 
         :param payload: the request payload (see :func:`~tdv_airflow.local.events.payload_body`).
         :param method: the HTTP method.
@@ -352,10 +240,8 @@ class LocalFunction:
         :param path: the request path without the stage.
         :param query: query string parameters.
         """
-        self.prepare()
-        assert self.function is not None
-        return request_event(self.function, payload, method=method, headers=headers,
-                             path=path, query=query)
+        return request_event(self._context(), payload, method=method, headers=headers, path=path,
+                             query=query)
 
     def invoke(self, payload: Any, *, method: str = "POST",
                headers: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -370,13 +256,11 @@ class LocalFunction:
                                                 headers=headers)).response
 
 
-def invoke_deployed(clients: AwsClients, stack_name: str, payload: Any, *,
-                    method: str = "POST", headers: dict[str, str] | None = None,
-                    workdir: Path | None = None) -> dict[str, Any]:
-    """Run a deployed stack's function once, locally, on one API Gateway request.
-
-    The code and layers are fetched from where they are deployed (cached by digest in
-    ``workdir``) and run in a fresh Python process; see the module documentation.
+def invoke_once(clients: AwsClients, stack_name: str, payload: Any, *, method: str = "POST",
+                headers: Mapping[str, str] | None = None, workdir: Path | None = None,
+                qualifier: str | None = None,
+                rng: Callable[[], float] | None = None) -> Invocation:
+    """Run one API Gateway request through a deployed stack's function, locally.
 
     :param clients: boto3 clients of the stack's account and region (an emulator's too).
     :param stack_name: the stack.
@@ -385,8 +269,36 @@ def invoke_deployed(clients: AwsClients, stack_name: str, payload: Any, *,
     :param method: the HTTP method.
     :param headers: request headers.
     :param workdir: the layout cache (default :func:`default_workdir`).
-    :returns: the proxy response dict (``statusCode``, ``headers``, ``body``), or API
-        Gateway's 502 when the function fails.
+    :param qualifier: the version or alias to run instead of what the stack's API invokes.
+    :param rng: the random source choosing a weighted alias's version.
+    :returns: the outcome, with the version that answered.
     """
-    with LocalFunction(clients, stack_name, workdir=workdir) as function:
-        return function.invoke(payload, method=method, headers=headers)
+    with LocalFunction(clients, stack_name, qualifier=qualifier, rng=rng,
+                       workdir=workdir) as function:
+        return function.invoke_event(function.event_for(payload, method=method,
+                                                        headers=headers))
+
+
+def invoke_deployed(clients: AwsClients, stack_name: str, payload: Any, *,
+                    method: str = "POST", headers: dict[str, str] | None = None,
+                    workdir: Path | None = None, qualifier: str | None = None,
+                    rng: Callable[[], float] | None = None) -> dict[str, Any]:
+    """Run a deployed stack's function once, locally, on one API Gateway request, and
+    return only what API Gateway would answer (:func:`invoke_once` tells the version too).
+
+    The code and layers are fetched from where they are deployed (cached by digest in
+    ``workdir``) and run in a fresh Python process; see the module documentation.
+
+    :param clients: the stack's clients.
+    :param stack_name: the stack.
+    :param payload: the body (``str``/``bytes`` verbatim, else JSON).
+    :param method: the method.
+    :param headers: the headers.
+    :param workdir: the layout cache.
+    :param qualifier: a version or alias to run instead of the API's.
+    :param rng: chooses between a weighted alias's versions.
+    :returns: the proxy response dict (``statusCode``, ``headers``, ``body``), or API
+        Gateway's 502 when the function fails (500 when the stack has no live version).
+    """
+    return invoke_once(clients, stack_name, payload, method=method, headers=headers,
+                       workdir=workdir, qualifier=qualifier, rng=rng).response

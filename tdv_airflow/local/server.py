@@ -3,9 +3,12 @@ answers out (see :mod:`tdv_airflow.local.process`).
 
 Routing follows the REST API of the shipped template: only ``POST /predict`` (also
 ``POST /{stage}/predict``, as in the real URL) reaches the function; any other path or
-method gets API Gateway's ``403 {"message": "Missing Authentication Token"}``. One
-function process serves every request in turn, so after the first (cold) request the
-model stays loaded.
+method gets API Gateway's ``403 {"message": "Missing Authentication Token"}``. Each
+request reaches the version the stack's API would invoke (its ``live`` alias, by the
+alias's weights, else ``$LATEST``; see :class:`~tdv_airflow.local.process.LocalFunction`);
+one process per version serves its requests in turn, so after its first (cold) request
+the model stays loaded. A stack whose alias does not exist yet answers API Gateway's
+``500 {"message": "Internal server error"}``.
 
 Requests are authenticated as the deployed API would: the mode the stack was deployed
 with (its ``EndpointAuth``) is enforced by an
@@ -153,8 +156,10 @@ def serve(function: LocalFunction, host: str = "127.0.0.1", port: int = 8080,
     bound_host, bound_port = server.server_address[:2]
     url = f"http://{bound_host!s}:{bound_port}/predict"
     name = function.function.function_name if function.function else "?"
+    route = function.route
+    target = f"{name}:{route.qualifier}" if route is not None else name
     (ready or (lambda u: print(f"serving stack {function.stack_name!r} (function "
-                               f"{name}) on {u}", flush=True)))(url)
+                               f"{target}) on {u}", flush=True)))(url)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -72,9 +72,25 @@ def deployed(local_aws: LocalAws, tmp_path_factory: pytest.TempPathFactory) -> D
                          model=pickle.dumps(model), model_key=MODEL_KEY,
                          prepro_fn=iris_features, dependencies=deps)
     assert stack.endpoint["stack_status"] == "CREATE_COMPLETE"
+    promote_if_aliased(stack.clients, stack.outputs)
     rows = [list(map(float, r)) for r in X[::10]]
     return Deployed(stack.clients, local_aws.endpoint_url, model, rows, stack.prepared,
                     tmp_path_factory.mktemp("local-run"), stack.s3)
+
+
+def promote_if_aliased(clients: AwsClients, outputs: dict[str, str]) -> None:
+    """A stack whose API invokes an alias (a ``LiveAlias`` output) answers only once a
+    version is live: unless the deployment did, publish ``$LATEST`` and point the alias at
+    it, as a promotion does."""
+    alias, name = outputs.get("LiveAlias"), outputs["FunctionName"]
+    if not alias:
+        return
+    lam = clients.lambda_
+    try:
+        lam.get_alias(FunctionName=name, Name=alias)  # already promoted by the deployment
+    except lam.exceptions.ResourceNotFoundException:
+        version = lam.publish_version(FunctionName=name)["Version"]
+        lam.create_alias(FunctionName=name, Name=alias, FunctionVersion=version)
 
 
 def predictions(response: dict[str, Any]) -> list[Any]:
@@ -235,8 +251,9 @@ def test_extra_layers_the_emulator_cannot_serve_fail_clearly(deployed: Deployed,
         zf.writestr("python/extra_mod.py", "X = 1\n")
     layer = deployed.clients.lambda_.publish_layer_version(
         LayerName="tdv-extra", Content={"ZipFile": buf.getvalue()})
-    deploy_stack(deployed.endpoint_url, BUCKET, "tdv-local-run-extra",
-                 prepro_fn=iris_features, extra_layer_arns=[layer["LayerVersionArn"]])
+    extra = deploy_stack(deployed.endpoint_url, BUCKET, "tdv-local-run-extra",
+                         prepro_fn=iris_features, extra_layer_arns=[layer["LayerVersionArn"]])
+    promote_if_aliased(extra.clients, extra.outputs)
     with pytest.raises(LocalRunError, match="cannot be downloaded"):
         LocalFunction(deployed.clients, "tdv-local-run-extra", workdir=tmp_path).prepare()
 
