@@ -3,10 +3,11 @@
 cfn-lint and checkov miss these, or only see them with the parameters' defaults:
 stage tracing, access logging and its format, method throttling, no data trace, no
 execution logging into a log group the stack does not own, the method's authentication
-under every ``EndpointAuth``, a deployment per auth mode, usage plan limits, log
-retention, reserved concurrency, a timeout under the integration timeout, and no
-wildcard resource in the function's role (in either branch of an ``Fn::If``). Used by the tests
-(``tests/templates``, ``tests/endpoint``); not shipped in the wheel.
+under every ``EndpointAuth``, a deployment per auth mode, a Lambda integration that
+invokes an alias (never ``$LATEST``, which every stack update changes), usage plan
+limits, log retention, reserved concurrency, a timeout under the integration timeout,
+and no wildcard resource in the function's role (in either branch of an ``Fn::If``).
+Used by the tests (``tests/templates``, ``tests/endpoint``); not shipped in the wheel.
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ def check_template(body: Mapping[str, Any]) -> list[Finding]:
                         "creates with no retention and that no stack owns: set LoggingLevel "
                         "OFF, or declare that log group with RetentionInDays"))
     _check_method_auth(body, add)
+    _check_integrations(body, add)
     for name, plan in _resources(body, "AWS::ApiGateway::UsagePlan"):
         props = _props(plan)
         throttle, quota = props.get("Throttle") or {}, props.get("Quota") or {}
@@ -250,6 +252,23 @@ def _check_method_auth(body: Mapping[str, Any], add: Any) -> None:
                             "serves the same deployment for different modes: a mode change "
                             "would leave the old authorization live (a deployment is a "
                             "snapshot)"))
+
+
+#: How a Lambda proxy integration's URI ends when it invokes an alias or a version.
+_QUALIFIED_INVOCATION = re.compile(r"\.Arn\}:[A-Za-z0-9_-]+/invocations$")
+
+
+def _check_integrations(body: Mapping[str, Any], add: Any) -> None:
+    for name, method in _resources(body, "AWS::ApiGateway::Method"):
+        integration = _props(method).get("Integration") or {}
+        uri = integration.get("Uri")
+        text = uri.get("Fn::Sub") if isinstance(uri, Mapping) else uri
+        text = text[0] if isinstance(text, list) else text
+        if (integration.get("Type") == "AWS_PROXY" and isinstance(text, str)
+                and ":lambda:path/" in text and not _QUALIFIED_INVOCATION.search(text)):
+            add(Finding("integration-alias", name, "the Lambda integration invokes the "
+                        "unqualified function ($LATEST): every stack update then serves "
+                        "callers before it is validated; invoke an alias (FUNCTION:live)"))
 
 
 def _check_function(body: Mapping[str, Any], name: str, props: Mapping[str, Any],

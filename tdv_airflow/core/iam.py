@@ -6,7 +6,8 @@ to what these functions return with their placeholder defaults):
 - :func:`airflow_identity_policy`: what the identity behind the Airflow connection (or
   the ``Deploy`` credentials) needs for the calls tdv-airflow makes itself; it may create
   and update stacks only from templates under the artifact prefix and only with the
-  service role;
+  service role, delete versions but never a function, and let only API Gateway invoke
+  the ``live`` alias;
 - :func:`cloudformation_service_role_policy`: what CloudFormation needs to create the
   stack's resources: the policy of the service role (``role_arn``), or, without one,
   further permissions of the caller, since CloudFormation then acts with them; it may
@@ -26,6 +27,7 @@ import re
 from typing import Any
 
 from tdv_airflow.core.store import template_url
+from tdv_airflow.core.versions import LIVE_ALIAS
 from tdv_airflow.exceptions import InvalidInputError
 
 _VERSION = "2012-10-17"
@@ -91,7 +93,8 @@ def airflow_identity_policy(
     artifact_kms_key_arn: str | None = "${ArtifactKmsKeyArn}",
 ) -> dict[str, Any]:
     """The policy of the identity that runs prepare, create, the status checks, the
-    local run and the API key lookup.
+    rollout (versions, the live alias, its alarms: :func:`rollout_statements`), the local
+    run and the API key lookup.
 
     :param bucket: the bucket holding the models and the artifacts.
     :param model_prefix: the key prefix of the models (e.g. ``models/``; ``""`` for any).
@@ -147,11 +150,13 @@ def airflow_identity_policy(
              "Resource": [service_role],
              "Condition": {"StringEquals": {
                  "iam:PassedToService": "cloudformation.amazonaws.com"}}})
+    functions = _arn(partition, "lambda", region, account_id, f"function:{stack_prefix}*")
     statements += [
         {"Sid": "ReadDeployedFunctions", "Effect": "Allow",
          "Action": ["lambda:GetFunction", "lambda:GetFunctionConfiguration"],
-         "Resource": [_arn(partition, "lambda", region, account_id,
-                           f"function:{stack_prefix}*")]},
+         "Resource": [functions]},
+        *rollout_statements(stack_prefix=stack_prefix, account_id=account_id, region=region,
+                            partition=partition),
         {"Sid": "ReadDeployedLayers", "Effect": "Allow", "Action": ["lambda:GetLayerVersion"],
          "Resource": [_arn(partition, "lambda", region, account_id,
                            f"layer:{stack_prefix}*:*")]},
@@ -161,18 +166,61 @@ def airflow_identity_policy(
     return {"Version": _VERSION, "Statement": statements}
 
 
+def rollout_statements(*, stack_prefix: str = "${StackPrefix}",
+                       account_id: str = "${AccountId}", region: str = "${Region}",
+                       partition: str = "${Partition}") -> list[dict[str, Any]]:
+    """The Airflow identity's statements for versions, the live alias and its alarms:
+    publish and list versions, move the alias, let this API invoke it, invoke versions
+    (validation on AWS), delete old versions (never the function), read the alarms.
+
+    :param stack_prefix: what every stack (hence function and alarm) name starts with.
+    :param account_id: the AWS account.
+    :param region: the region.
+    :param partition: the partition.
+    """
+    functions = _arn(partition, "lambda", region, account_id, f"function:{stack_prefix}*")
+    #: qualified ARNs only (``function:NAME:QUALIFIER``): a function name holds no ``:``,
+    #: so this matches its versions and aliases, never the function itself
+    qualified = f"{functions}:*"
+    live = f"{functions}:{LIVE_ALIAS}"
+    return [
+        {"Sid": "PublishVersions", "Effect": "Allow",
+         "Action": ["lambda:PublishVersion", "lambda:ListVersionsByFunction"],
+         "Resource": [functions]},
+        {"Sid": "MoveLiveAlias", "Effect": "Allow",
+         "Action": ["lambda:GetAlias", "lambda:CreateAlias", "lambda:UpdateAlias"],
+         "Resource": [functions]},
+        {"Sid": "LetApiInvokeLiveAlias", "Effect": "Allow", "Action": ["lambda:AddPermission"],
+         "Resource": [live],
+         "Condition": {"StringEquals": {"lambda:Principal": "apigateway.amazonaws.com"}}},
+        {"Sid": "ReadLiveAliasPolicy", "Effect": "Allow", "Action": ["lambda:GetPolicy"],
+         "Resource": [live]},
+        {"Sid": "InvokeVersions", "Effect": "Allow", "Action": ["lambda:InvokeFunction"],
+         "Resource": [qualified]},
+        {"Sid": "DeleteOldVersions", "Effect": "Allow", "Action": ["lambda:DeleteFunction"],
+         "Resource": [qualified]},
+        {"Sid": "ReadAlarms", "Effect": "Allow", "Action": ["cloudwatch:DescribeAlarms"],
+         "Resource": [_arn(partition, "cloudwatch", region, account_id,
+                           f"alarm:{stack_prefix}*")]},
+    ]
+
+
 #: What the service role may do to the stack's functions (every handler permission of
-#: ``AWS::Lambda::Function`` and ``AWS::Lambda::Permission`` that stays on the function;
-#: see ``tests/core/test_service_role_permissions.py``).
+#: ``AWS::Lambda::Function``; see ``tests/core/test_service_role_permissions.py``).
 FUNCTION_ACTIONS = (
-    "lambda:AddPermission", "lambda:AssociateRuntimeAlias", "lambda:CreateFunction",
+    "lambda:AssociateRuntimeAlias", "lambda:CreateFunction",
     "lambda:DeleteFunction", "lambda:DeleteFunctionConcurrency", "lambda:GetFunction",
     "lambda:GetFunctionCodeSigningConfig", "lambda:GetFunctionRecursionConfig",
-    "lambda:GetFunctionScalingConfig", "lambda:GetPolicy", "lambda:GetRuntimeManagementConfig",
+    "lambda:GetFunctionScalingConfig", "lambda:GetRuntimeManagementConfig",
     "lambda:ListTags", "lambda:PublishVersion", "lambda:PutFunctionConcurrency",
     "lambda:PutFunctionRecursionConfig", "lambda:PutFunctionScalingConfig",
-    "lambda:PutRuntimeManagementConfig", "lambda:RemovePermission", "lambda:TagResource",
+    "lambda:PutRuntimeManagementConfig", "lambda:TagResource",
     "lambda:UntagResource", "lambda:UpdateFunctionCode", "lambda:UpdateFunctionConfiguration",
+)
+#: What the service role may do to the stack's alarms (``AWS::CloudWatch::Alarm``).
+ALARM_ACTIONS = (
+    "cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms",
+    "cloudwatch:TagResource", "cloudwatch:UntagResource", "cloudwatch:ListTagsForResource",
 )
 #: What the service role may do to the stack's log groups.
 LOG_GROUP_ACTIONS = (
@@ -203,8 +251,8 @@ def cloudformation_service_role_policy(
 
     :param bucket: the artifact bucket.
     :param artifact_prefix: the artifacts' ``s3_prefix``.
-    :param stack_prefix: what every stack (hence function, role, layer and log group)
-        name starts with.
+    :param stack_prefix: what every stack (hence function, role, layer, log group and
+        alarm) name starts with.
     :param account_id: the AWS account.
     :param region: the region.
     :param partition: the partition.
@@ -254,6 +302,9 @@ def cloudformation_service_role_policy(
          "Resource": [f"{logs}*"]},
         {"Sid": "ListLogResourcePolicies", "Effect": "Allow",
          "Action": ["logs:DescribeResourcePolicies"], "Resource": "*"},
+        {"Sid": "ManageAlarms", "Effect": "Allow", "Action": list(ALARM_ACTIONS),
+         "Resource": [_arn(partition, "cloudwatch", region, account_id,
+                           f"alarm:{stack_prefix}*")]},
         {"Sid": "ManageRestApis", "Effect": "Allow",
          "Action": ["apigateway:GET", "apigateway:POST", "apigateway:PUT",
                     "apigateway:PATCH", "apigateway:DELETE"],

@@ -9,7 +9,11 @@ with AWS's documentation, is ``docs/aws-behaviour.md``):
 update rolls back, updates set ``LastUpdatedTime``),
 :mod:`~tdv_airflow.local.fix_update_refs` (a parameter named in ``Fn::Sub`` or a
 condition updates the resource), :mod:`~tdv_airflow.local.fix_no_value`
-(``AWS::NoValue`` removes a list element), :mod:`~tdv_airflow.local.fix_role_policy`
+(``AWS::NoValue`` removes a list element), :mod:`~tdv_airflow.local.fix_list_parameters`
+(list parameters are described as the text given),
+:mod:`~tdv_airflow.local.fix_lambda_authorization`
+(Lambda requests are authorised by signature, ARN and AWS's action names, when moto
+enforces IAM), :mod:`~tdv_airflow.local.fix_role_policy`
 (an update rewrites a role's inline policies), :mod:`~tdv_airflow.local.fix_architectures`
 (``Architectures`` and ``CompatibleArchitectures`` pass through),
 :mod:`~tdv_airflow.local.fix_stack_conditions` (the caller's CloudFormation condition
@@ -36,6 +40,8 @@ FIXES = (
     "fix_stack_updates",
     "fix_update_refs",
     "fix_no_value",
+    "fix_list_parameters",  # list parameters described as given, not a repr
+    "fix_lambda_authorization",  # Lambda requests: signature, ARN, action names
     "fix_role_policy",
     "fix_architectures",
     "fix_stack_conditions",  # the caller's CloudFormation condition keys

@@ -151,6 +151,7 @@ def test_a_bucket_without_kms_gives_the_role_no_kms_statement(aws: LocalAws, s3:
     assert deployed.prepared["kms_key_arn"] is None
     statements = role_statements(deployed)
     assert [s.get("Sid") for s in statements] == ["ReadThisDeploymentsArtifacts",
+                                                 "ReadRetainedVersionsArtifacts",
                                                  "WriteOwnLogGroup"]
     assert not any(kms_actions(s) for s in statements)
 

@@ -109,12 +109,12 @@ def test_no_published_statement_allows_everything() -> None:
             assert not any(a.endswith(":*") or a == "*" for a in statement["Action"])
 
 
-# ------------------------------------------- architecture, KMS key, previous keys (issue 11)
+# ----------------------------- architecture, KMS key, retained artifacts (issues 11, 12)
 
 SCOPED = {**RESPONSE, "architecture": "arm64",
           "kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/1dca5b89-ed7d-4d21",
           "template_parameters": [*RESPONSE["template_parameters"], "Architecture",
-                                  "ArtifactKmsKeyArn", "PreviousModelKey", "PreviousPreproKey"]}
+                                  "ArtifactKmsKeyArn", "RetainedArtifactArns"]}
 
 
 def described(**parameters: str) -> dict[str, Any]:
@@ -145,18 +145,23 @@ def test_a_template_that_cannot_take_them_is_refused(change: dict[str, Any],
 
 
 @pytest.mark.parametrize("served,previous", [
-    (None, ("m.pkl", "p")),  # create: the current keys, which grant nothing more
+    (None, ()),  # create: nothing more than the current keys
     ({"ModelKey": "old.pkl", "PreproKey": "old-p"}, ("old.pkl", "old-p")),  # both change
-    ({"ModelKey": "m.pkl", "PreproKey": "old-p", "PreviousModelKey": "older.pkl"},
-     ("older.pkl", "old-p")),  # the model does not change: what the stack grants stays
-    ({"ModelKey": "m.pkl", "PreproKey": "p"}, ("m.pkl", "p")),  # a stack without them
+    ({"ModelKey": "m.pkl", "PreproKey": "old-p",
+      "RetainedArtifactArns": "arn:aws:s3:::b-1/older.pkl"},
+     ("old-p",)),  # only the pickle changes: its previous key (the update window)
+    ({"ModelKey": "m.pkl", "PreproKey": "p",
+      "RetainedArtifactArns": "arn:aws:s3:::b-1/older.pkl"},
+     ("older.pkl",)),  # nothing changes (a retry): what the stack grants stays
+    ({"ModelKey": "m.pkl", "PreproKey": "p"}, ()),  # a stack without them
 ])
 def test_previous_keys_come_from_the_stack(served: dict[str, str] | None,
-                                           previous: tuple[str, str]) -> None:
+                                           previous: tuple[str, ...]) -> None:
     stack = described(**served) if served is not None else None
     values = {p["ParameterKey"]: p["ParameterValue"]
               for p in stack_parameters(SCOPED, "tdv-x", stack=stack)}
-    assert (values["PreviousModelKey"], values["PreviousPreproKey"]) == previous
+    assert values["RetainedArtifactArns"] == ",".join(
+        sorted(f"arn:aws:s3:::b-1/{key}" for key in previous))
 
 
 @pytest.mark.parametrize("parameters", [

@@ -160,6 +160,22 @@ def _body_in_access_log(body: dict[str, Any]) -> None:
          "responseLatency": "$context.responseLatency", "body": "$input.body"})
 
 
+def _unscoped_invoke_permission(body: dict[str, Any]) -> None:
+    """The template adds no permission (tdv-airflow adds one on the alias, scoped to the
+    API); one added without ``SourceArn`` would let any API invoke the function."""
+    body["Resources"]["InvokePermission"] = {
+        "Type": "AWS::Lambda::Permission", "Properties": {
+            "Action": "lambda:InvokeFunction", "Principal": "apigateway.amazonaws.com",
+            "FunctionName": {"Fn::GetAtt": ["PredictFunction", "Arn"]}},
+        "Metadata": {"com.aws.cloudformation.Context": {"why": "mutation"}}}
+
+
+def _integration_to_latest(body: dict[str, Any]) -> None:
+    integration = _res(body, "PredictMethod")["Integration"]
+    integration["Uri"]["Fn::Sub"] = integration["Uri"]["Fn::Sub"].replace(
+        ":live/invocations", "/invocations")
+
+
 #: name -> (the mutation, {reporter: what it must report}); reporters: checkov (a check
 #: id that fails), cfn-lint (a rule id), ours (a check_template rule).
 MUTATIONS: dict[str, tuple[Mutation, dict[str, str]]] = {
@@ -201,17 +217,16 @@ MUTATIONS: dict[str, tuple[Mutation, dict[str, str]]] = {
         lambda b: _role_statement(b, "ReadThisDeploymentsArtifacts").update(Resource="*"),
         {"checkov": "CKV_AWS_108", "ours": "no-wildcard-resource"}),
     # checkov does not look into Fn::If branches: only ours sees these two.
-    "role reads any previous object": (
-        lambda b: _role_statement(b, "ReadThisDeploymentsArtifacts")["Resource"][2][
+    "role reads any retained object": (
+        lambda b: _role_statement(b, "ReadRetainedVersionsArtifacts")["Resource"][
             "Fn::If"].__setitem__(1, "*"),
         {"ours": "no-wildcard-resource"}),
     "role decrypts with any key": (_any_kms_key, {"ours": "no-wildcard-resource"}),
     "execution logs in a group no stack owns": (
         lambda b: _settings(b).update(LoggingLevel="ERROR"),
         {"ours": "execution-log-group"}),
-    "invoke permission not scoped": (
-        lambda b: _res(b, "InvokePermission").pop("SourceArn"),
-        {"checkov": "CKV_AWS_364"}),
+    "invoke permission not scoped": (_unscoped_invoke_permission, {"checkov": "CKV_AWS_364"}),
+    "integration invokes $LATEST": (_integration_to_latest, {"ours": "integration-alias"}),
     "a resource without its context": (
         lambda b: b["Resources"]["ApiKey"].pop("Metadata"), {"cfn-lint": "I4010"}),
 }
