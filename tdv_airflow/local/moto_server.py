@@ -17,8 +17,13 @@ enforces IAM), :mod:`~tdv_airflow.local.fix_role_policy`
 (an update rewrites a role's inline policies), :mod:`~tdv_airflow.local.fix_architectures`
 (``Architectures`` and ``CompatibleArchitectures`` pass through),
 :mod:`~tdv_airflow.local.fix_stack_conditions` (the caller's CloudFormation condition
-keys are checked) and :mod:`~tdv_airflow.local.fix_service_role` (roles are created as
-the stack's service role, when moto enforces IAM).
+keys are checked), :mod:`~tdv_airflow.local.fix_service_role` (roles are created as
+the stack's service role, when moto enforces IAM), :mod:`~tdv_airflow.local.fix_alarms`
+(``AWS::CloudWatch::Alarm`` in stacks), :mod:`~tdv_airflow.local.fix_lambda_versions`
+(``PublishVersion`` numbers immutable snapshots, only on change, with its guards),
+:mod:`~tdv_airflow.local.fix_lambda_aliases` (alias ``RevisionId``, routing checks, a
+version an alias uses is not deleted) and :mod:`~tdv_airflow.local.fix_lambda_policies`
+(a resource policy per version and alias).
 ``TDV_MOTO_FIXES`` (comma-separated names of :data:`FIXES`, empty for none) chooses
 which are installed; unset, all are. Without moto the module is not importable (the
 ``local`` extra).
@@ -46,6 +51,10 @@ FIXES = (
     "fix_architectures",
     "fix_stack_conditions",  # the caller's CloudFormation condition keys
     "fix_service_role",  # CloudFormation creates roles as the stack's service role
+    "fix_alarms",  # AWS::CloudWatch::Alarm in CloudFormation
+    "fix_lambda_versions",  # published versions are numbered, immutable snapshots
+    "fix_lambda_aliases",  # alias RevisionId, routing checks, versions aliases use
+    "fix_lambda_policies",  # a policy per version and alias; duplicate ids refused
 )
 #: The environment variable naming the fixes to install (all when unset).
 FIXES_ENV = "TDV_MOTO_FIXES"
