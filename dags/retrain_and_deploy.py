@@ -2,34 +2,24 @@
 
 Every night at 02:00 UTC, and on demand with the Params below:
 
-1. ``train_model`` trains a scikit-learn model on iris (no download) and stores it at
-   ``{model_prefix}/{model_name}/{version}/model.pkl``; the version is the run's logical
-   date (``YYYYMMDDTHHMMSS`` UTC), or its run id for a manual run without one. An existing
-   key is not retrained: clearing an old run redeploys exactly that version's model.
+1. ``train_model`` trains on iris and stores ``{model_prefix}/{model_name}/{version}/
+   model.pkl``, version = the logical date (``YYYYMMDDTHHMMSS``) or the run id. An existing
+   key is not retrained: clearing an old run serves that version's model again.
 2. ``prepare_deployment`` uploads the artifacts, content-addressed (a retry uploads
    nothing), among them :func:`prepro_fn`, pickled by value with its helper.
-3. ``create_stack`` creates or updates the stack of the deployment
-   ``{stack_prefix}-{model_name}``. Param ``stack_mode``: ``stable`` keeps one stack of
-   that name, updated in place; ``per_version`` one stack ``...-{version}`` per version.
-4. ``wait_for_stack`` waits for it; ``smoke_test`` posts ``smoke_payload`` to the endpoint
-   with the auth it needs and checks the predictions.
-5. ``per_version`` mode only: ``retire_old_versions`` deletes the deployment's stacks
+3. ``create_stack`` updates the stack ``{stack_prefix}-{model_name}`` (``stable``) or
+   creates ``...-{version}`` (``per_version``); ``wait_for_stack`` waits. Its function is
+   the candidate, with no traffic yet: API Gateway invokes the ``live`` alias.
+4. ``validate_candidate`` publishes it as an immutable version and posts ``smoke_payload``
+   to that version itself; wrong predictions fail the run with the live model untouched.
+5. ``promote`` shifts the alias to it by ``strategy`` (``canary``/``linear`` bake each
+   step for ``bake_seconds`` watching the stack's alarms, and roll back on one).
+6. ``per_version`` mode only: ``retire_old_versions`` deletes the deployment's stacks
    beyond the newest ``keep_versions``, never the stable stack.
 
-``max_active_runs=1``: runs never interleave updates of the stable stack. Parsing this
-file imports neither boto3 nor scikit-learn. Before the first run:
-
-* The Airflow connection ``aws_default`` (type ``aws``): for AWS, credentials allowed to
-  use S3, CloudFormation, IAM, Lambda, API Gateway and CloudWatch Logs, and the extra
-  ``{"region_name": "eu-west-1"}``; for the emulator, ``tdv-local-aws env`` prints it
-  (the smoke test then runs the deployed function locally).
-* Create the bucket of Param ``bucket``: the DAG does not.
-* Param ``dependencies`` defaults to copying the worker's scikit-learn and its
-  requirements (right on the emulator or a Linux x86_64 worker); else use e.g.
-  ``{"requirements": ["scikit-learn==1.6.1"]}`` (pip for Lambda).
-* Waiting is Airflow configuration: ``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE=true``
-  defers to the triggerer, else ``AIRFLOW__TDV_AIRFLOW__SENSOR_MODE`` = ``poke`` or
-  ``reschedule``; ``AIRFLOW__TDV_AIRFLOW__POLL_INTERVAL`` = seconds between polls.
+``max_active_runs=1``: runs never interleave. Parsing imports neither boto3 nor sklearn.
+First set up the connection ``aws_default`` and the bucket (README, "The example DAG").
+``rollback_endpoint`` moves the live alias back to an earlier version in one change.
 """
 
 from __future__ import annotations
@@ -43,9 +33,10 @@ from airflow.sdk.exceptions import AirflowSkipException
 from tdv_airflow.core.naming import model_version_from_context, stack_name_from
 from tdv_airflow.operators import (
     CreateStackOperator,
-    EndpointCheckOperator,
     PrepareDeploymentOperator,
+    PromoteOperator,
     RetireVersionsOperator,
+    ValidateCandidateOperator,
 )
 from tdv_airflow.sensors import StackStatusSensor
 
@@ -88,11 +79,8 @@ with DAG(
     dag_id="retrain_and_deploy",
     description="Retrain the iris model every night and redeploy its HTTPS endpoint.",
     doc_md=__doc__,
-    schedule="0 2 * * *",
-    start_date=datetime(2025, 1, 1, tzinfo=UTC),
-    catchup=False,
-    max_active_runs=1,
-    tags=["tdv-airflow", "ml", "example"],
+    schedule="0 2 * * *", start_date=datetime(2025, 1, 1, tzinfo=UTC), catchup=False,
+    max_active_runs=1, tags=["tdv-airflow", "ml", "example"],
     default_args={"retries": 1, "retry_delay": timedelta(minutes=1)},
     render_template_as_native_obj=True,  # "{{ params.x }}" keeps the Param's JSON type
     params={
@@ -117,6 +105,12 @@ with DAG(
                                '5.1, ...}, ...]}.', type="object"),
         "smoke_expected": Param([0, 2], "The predictions it must get, e.g. [0, 2] (null: "
                                 "any).", type=["null", "array"], items={"type": "integer"}),
+        "strategy": Param("all_at_once", "How the validated version takes the traffic.",
+                          enum=["all_at_once", "canary", "linear"]),
+        "canary_weight": Param(0.1, "canary: its share, e.g. 0.1.", type="number",
+                               exclusiveMinimum=0, exclusiveMaximum=1),
+        "bake_seconds": Param(600, "Alarms watched per step, e.g. 600.", type="integer",
+                              minimum=1),
     },
 ) as dag:
 
@@ -160,11 +154,17 @@ with DAG(
     wait = StackStatusSensor(  # a stack rolled back to what create asked for is success
         task_id="wait_for_stack", stack_name=trained["stack_name"], timeout=3600,
         expected_fingerprint=create.output["fingerprint"])
-    smoke = EndpointCheckOperator(
-        task_id="smoke_test", stack_name="{{ ti.xcom_pull('wait_for_stack')['stack_name'] }}",
-        payload="{{ params.smoke_payload }}", expected_predictions="{{ params.smoke_expected }}")
+    validate = ValidateCandidateOperator(  # the candidate version itself, before traffic
+        task_id="validate_candidate", stack_name=trained["stack_name"],
+        identity=create.output["identity"], requests=[{
+            "payload": "{{ params.smoke_payload }}",
+            "expected_predictions": "{{ params.smoke_expected }}"}])
+    promote = PromoteOperator(
+        task_id="promote", stack_name=trained["stack_name"], version=validate.output["version"],
+        strategy="{{ params.strategy }}", canary_weight="{{ params.canary_weight }}",
+        bake_seconds="{{ params.bake_seconds }}", timeout=6 * 3600)
     retire = RetireVersionsOperator(
         task_id="retire_old_versions", pre_execute=per_version_only,
         deployment=trained["deployment"], exclude=[trained["deployment"]],
         keep_versions="{{ params.keep_versions }}")
-    create >> wait >> smoke >> retire
+    create >> wait >> validate >> promote >> retire

@@ -15,12 +15,16 @@ Steps, each printed with its result and its wall time, then a summary:
 
 1. upload two small models (``factor x the sum of each row``, factors 1 and 10: a
    lambda pickled by value with dill, so no dependency layer is needed);
-2. prepare version 1 (content-addressed artifacts) and deploy it (``endpoint_auth="iam"``);
+2. prepare version 1 (content-addressed artifacts) and deploy it (``endpoint_auth="iam"``):
+   the stack, then the candidate published and asked directly (on AWS an invoke of the
+   qualified version with an API Gateway event), then the ``live`` alias moved to it;
 3. predict through the endpoint with each auth mode: ``iam`` (a SigV4-signed request),
    ``api_key`` (the stack's key in ``x-api-key``) and ``none`` (public: the stack is
    switched to each mode in turn; the public endpoint lives until the next step);
 4. prepare version 2 and update the stack to it (``iam``), predict;
-5. roll back: deploy version 1 again on the same stack, predict;
+5. roll back: the ``live`` alias back to version 1 (one alias change), predict; then
+   deploy version 1 again as a cleared run would: its version still exists, so the stack
+   is not redeployed (``existing_version``), predict;
 6. tear down the stack (:func:`tdv_airflow.core.retention.teardown`) and delete every
    object the run wrote (all under ``--prefix``/``<stack>``; ``--keep`` keeps both).
 
@@ -196,6 +200,11 @@ class Acceptance:
                operations: tuple[str, ...] = ("updated",)) -> str:
         """Create or update the stack to serve ``version`` with ``endpoint_auth``; the
         ``operations`` it may report (a change is applied, never ``unchanged``)."""
+        from tdv_airflow.core.release import release
+        from tdv_airflow.core.stacks import describe
+        from tdv_airflow.core.versions import function_identity, publish_candidate
+        from tdv_airflow.local.request import request_version
+
         d = self.deploy_object(version, endpoint_auth)
         created = d.create_stack(self.prepared[version], invoke_mode=0)
         status, operation = created["stack_status"], created["operation"]
@@ -204,7 +213,30 @@ class Acceptance:
         if operation not in operations:
             raise RuntimeError(f"the operation was {operation!r}, expected one of "
                                f"{list(operations)} ({status})")
-        return f"{operation}, {status}"
+        stack = describe(self.clients.cloudformation, self.args.stack_name)
+        if stack is None:
+            raise RuntimeError(f"stack {self.args.stack_name} does not exist")
+        candidate = publish_candidate(self.clients.lambda_, self.args.stack_name,
+                                      created["identity"],
+                                      function_identity(stack.get("Parameters") or []),
+                                      run_id="aws-acceptance")
+        answer = request_version(self.clients, stack, candidate.version, PAYLOAD)
+        if answer.status != 200 or not answers(answer.body, expected(version)):
+            raise RuntimeError(f"candidate version {candidate.version} answered "
+                               f"{answer.status} {answer.body[:300]!r}, expected "
+                               f"{expected(version)}: not promoted")
+        live = release(self.clients, stack, created["identity"], run_id="aws-acceptance")
+        return f"{operation}, {status}, version {live['version']} validated and live"
+
+    def rollback(self, to: str) -> str:
+        """Move the ``live`` alias to version ``to`` (one alias change)."""
+        from tdv_airflow.core.rollout import rollback
+
+        function = self.args.stack_name
+        start = time.monotonic()
+        alias, changed = rollback(self.clients.lambda_, function, to)
+        return (f"alias live -> version {alias.version} ({'changed' if changed else 'as is'})"
+                f" in {time.monotonic() - start:.2f} s")
 
     def predict(self, version: str, endpoint_auth: str) -> str:
         """Ask the endpoint, with ``endpoint_auth``, for model ``version``'s answer."""
@@ -374,8 +406,10 @@ def main(argv: list[str] | None = None) -> int:
             ("prepare v2", lambda: a.prepare("v2")),
             ("update to v2 (iam)", lambda: a.deploy("v2", "iam")),
             ("predict v2 (iam)", lambda: a.predict("v2", "iam")),
-            ("roll back to v1 (iam)", lambda: a.deploy("v1", "iam")),
+            ("roll back to v1 (alias)", lambda: a.rollback("1")),
             ("predict v1 after rollback (iam)", lambda: a.predict("v1", "iam")),
+            ("deploy v1 again (iam)", partial(a.deploy, "v1", "iam", ("existing_version",))),
+            ("predict v1 again (iam)", lambda: a.predict("v1", "iam")),
         ]
         for name, action in steps:
             if not run.step(name, action):

@@ -22,6 +22,8 @@ from tdv_airflow.core import deployment, stacks
 from tdv_airflow.core.clients import AwsClients, UserAwsAuth
 from tdv_airflow.core.naming import stack_name_from
 from tdv_airflow.core.pickling import resolve_callable
+from tdv_airflow.core.release import release as release_stack
+from tdv_airflow.core.rollout import describe_live, rollback, target_of
 from tdv_airflow.core.validation import (
     check_capacity_parameters,
     check_endpoint_auth,
@@ -163,7 +165,7 @@ class Deploy:
             returns ``stack_id`` and ``stack_name``; 1 returns at once with the status.
         :param stack_name: overrides the instance's stack name.
         :returns: ``stack_id``, ``stack_name``, ``stack_status``, ``fingerprint`` (of the
-            wanted state) and ``operation``.
+            wanted state), ``operation`` and ``identity`` (of the function's version).
         """
         mode = check_invoke_mode(invoke_mode)
         created = deployment.create_stack(
@@ -177,7 +179,7 @@ class Deploy:
                                       self.poll_interval, self.max_attempts,
                                       expected_fingerprint=created["fingerprint"])
         return {**stacks.summary(stack), "fingerprint": created["fingerprint"],
-                "operation": created["operation"]}
+                "operation": created["operation"], "identity": created["identity"]}
 
     def get_clf_stack_status(self, stack_name: str | None = None) -> str:
         """The stack's status, e.g. ``CREATE_COMPLETE``, as CloudFormation reports it.
@@ -200,12 +202,18 @@ class Deploy:
                invoke_mode: int = 0) -> dict[str, Any]:
         """Create the stack and return the API's name and endpoint.
 
+        With ``invoke_mode=0`` the new configuration is then published as a version and
+        the ``live`` alias moved to it (all at once, no validation: a DAG validates first
+        with ``ValidateCandidateOperator``), so the endpoint answers with it.
+
         :param prepare_env_response: what :meth:`prepare_deployment` returned (prepared
             now when ``None``).
-        :param invoke_mode: 0 waits for the stack; 1 returns at once, and the endpoint
-            is then ``None`` until the stack completes.
-        :returns: ``api_name``, ``api_endpoint``, plus ``stack_name``, ``stack_status``
-            and the stack ``outputs``.
+        :param invoke_mode: 0 waits for the stack and makes it live; 1 returns at once,
+            and the endpoint is then ``None`` until the stack completes (promote it with
+            :meth:`release`).
+        :returns: ``api_name``, ``api_endpoint``, plus ``stack_name``, ``stack_status``,
+            the stack ``outputs`` and, with ``invoke_mode=0``, ``live`` (which version and
+            model answer).
         """
         check_invoke_mode(invoke_mode)
         response = prepare_env_response or self.prepare_deployment()
@@ -213,4 +221,35 @@ class Deploy:
         stack = stacks.describe(self.clients.cloudformation, created["stack_id"])
         if stack is None:
             raise StackNotFoundError(created["stack_name"])
-        return deployment.endpoint_of(stack)
+        if invoke_mode == 1:
+            return deployment.endpoint_of(stack)
+        return {**deployment.endpoint_of(stack),
+                "live": release_stack(self.clients, stack, created.get("identity"))}
+
+    def release(self, stack_name: str | None = None) -> dict[str, Any]:
+        """Publish the stack's current configuration and make it live at once.
+
+        :param stack_name: the stack (default: the instance's).
+        :returns: which versions and models answer now.
+        """
+        name = stack_name or self.stack_name
+        stack = stacks.describe(self.clients.cloudformation, name)
+        if stack is None:
+            raise StackNotFoundError(name)
+        return release_stack(self.clients, stack)
+
+    def rollback(self, to: str | int = "previous", stack_name: str | None = None
+                 ) -> dict[str, Any]:
+        """Move the ``live`` alias to version ``to`` (or the previous one) in one change.
+
+        :param to: a version number or ``"previous"``.
+        :param stack_name: the stack (default: the instance's).
+        :returns: which versions and models answer now.
+        """
+        name = stack_name or self.stack_name
+        stack = stacks.describe(self.clients.cloudformation, name)
+        if stack is None:
+            raise StackNotFoundError(name)
+        function = target_of(stack).function_name
+        rollback(self.clients.lambda_, function, to)
+        return describe_live(self.clients.lambda_, function)

@@ -31,6 +31,19 @@ def sum_model_bytes() -> bytes:
     return data
 
 
+def scaled_model_bytes(factor: float) -> bytes:
+    """A pickled model whose ``predict`` gives each row's sum times ``factor`` (another
+    model than :func:`sum_model_bytes`, to tell versions apart by their answers).
+
+    :param factor: the factor.
+    """
+    import dill
+
+    model = types.SimpleNamespace(predict=lambda rows: [sum(r) * factor for r in rows])
+    data: bytes = dill.dumps(model, recurse=True)
+    return data
+
+
 def put_model(s3: Any, bucket: str, key: str = MODEL_KEY, raw_pickle: bool = False) -> bytes:
     """Upload the model (``raw_pickle``: a plain pickle of a dict, for IAM-only tests)."""
     body = pickle.dumps({"not": "a model"}) if raw_pickle else sum_model_bytes()

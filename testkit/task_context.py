@@ -19,5 +19,9 @@ class FakeTaskInstance:
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcoms[key] = value
 
+    def xcom_pull(self, task_ids: str | None = None, key: str = "return_value") -> Any:
+        """What this task pushed under ``key`` (the tests' tasks pull only their own)."""
+        return self.xcoms.get(key)
+
     def get_first_reschedule_date(self, context: Any) -> None:
         return None

@@ -18,8 +18,8 @@ STEPS = [
     "connect", "upload models", "prepare v1", "deploy v1 (iam)", "predict v1 (iam)",
     "switch auth to api_key", "predict v1 (api_key)", "switch auth to none",
     "predict v1 (none)", "prepare v2", "update to v2 (iam)", "predict v2 (iam)",
-    "roll back to v1 (iam)", "predict v1 after rollback (iam)", "tear down",
-    "delete objects",
+    "roll back to v1 (alias)", "predict v1 after rollback (iam)", "deploy v1 again (iam)",
+    "predict v1 again (iam)", "tear down", "delete objects",
 ]
 
 
@@ -52,7 +52,9 @@ def test_every_step_passes_and_is_timed(aws: Any, s3: Any, cfn: Any) -> None:
     for mode in ("iam", "api_key", "none"):
         assert f"{mode} (function run locally): 200 [3.0, 7.5]" in out, mode
     assert "iam (function run locally): 200 [30.0, 75.0]" in out
-    assert out.count("updated, UPDATE_COMPLETE") == 4  # two auth switches, v2, rollback
+    assert out.count("updated, UPDATE_COMPLETE") == 3  # two auth switches, v2
+    assert "alias live -> version 1 (changed)" in out  # the rollback: no stack update
+    assert "existing_version, UPDATE_COMPLETE, version 1 validated and live" in out
     assert "created, CREATE_COMPLETE" in out
     # it cleaned up after itself
     assert live_stacks(cfn) == []

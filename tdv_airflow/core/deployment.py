@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tdv_airflow.core import artifacts, layers, stacks
+from tdv_airflow.core import artifacts, layers, stacks, versions
 from tdv_airflow.core import store as s3_store
 from tdv_airflow.core.clients import AwsClients
 from tdv_airflow.core.encryption import bucket_encryption
@@ -111,10 +111,10 @@ def prepare(
     ]
     deps = layers.Dependencies.coerce(dependencies)
     layer_arns = layers.check_layer_arns(extra_layer_arns)
-    _check_layer_options(template_body, deps, layer_arns)
+    layers.check_layer_options(template_body, deps, layer_arns)
     if deps is not None:
         built.append(deps.build())
-    unzipped = _check_function_size(built)
+    unzipped = layers.check_function_size(built)
     s3_store.check_bucket(clients.s3, bucket, clients.region_name)
     model_sha256 = s3_store.object_sha256(clients.s3, bucket, model_s3_key)
     architecture = deps.architecture if deps is not None else DEFAULT_ARCHITECTURE
@@ -146,6 +146,7 @@ def prepare(
         "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
         "dill_version": dill.__version__,
         "template_parameters": sorted(template_body.get("Parameters") or {}),
+        "template_defaults": versions.parameter_defaults(template_body),
         "s3_deps_layer_key": keys.get(layers.DEPS_LAYER_KIND),
         "extra_layer_arns": layer_arns,
         "unzipped_bytes": unzipped,
@@ -153,39 +154,6 @@ def prepare(
         "kms_key_arn": encryption.kms_key_arn,
     }
     return result
-
-
-def _check_layer_options(template_body: Mapping[str, Any], deps: layers.Dependencies | None,
-                         layer_arns: Sequence[str]) -> None:
-    """Fail when the template cannot attach the asked layers, or there are too many.
-
-    :param template_body: the parsed template.
-    :param deps: the dependency layer asked for, if any.
-    :param layer_arns: the extra layer ARNs.
-    """
-    declared = template_body.get("Parameters") or {}
-    for wanted, parameter in ((deps is not None, "DepsLayerKey"),
-                              (bool(layer_arns), "ExtraLayerArns")):
-        if wanted and parameter not in declared:
-            raise InvalidInputError(
-                f"the template does not declare the parameter {parameter!r}, which "
-                f"{'dependencies' if parameter == 'DepsLayerKey' else 'extra_layer_arns'} "
-                "needs; add it (see the shipped templates/stack_template.json)")
-    layers.check_layer_count(1 + (deps is not None) + len(layer_arns))
-
-
-def _check_function_size(built: Sequence[artifacts.Artifact]) -> dict[str, int]:
-    """The unzipped size of the code and each layer, checked against Lambda's limit.
-
-    Extra layers given by ARN are not counted (their size is unknown until AWS is asked).
-
-    :param built: the built artifacts.
-    """
-    names = {"lambda_code": "function code", "layer": "dill layer",
-             layers.DEPS_LAYER_KIND: "dependency layer"}
-    sizes = {a.kind: layers.unzipped_size(a.data) for a in built if a.kind in names}
-    layers.check_unzipped_size({names[kind]: size for kind, size in sizes.items()})
-    return sizes
 
 
 def check_prepare_response(response: Any) -> Mapping[str, Any]:
@@ -220,7 +188,9 @@ def stack_parameters(response: Mapping[str, Any], stack_name: str,
                      extra: Mapping[str, Any] | None = None, *,
                      endpoint_auth: str = "iam",
                      permissions_boundary_arn: str | None = None,
-                     stack: Mapping[str, Any] | None = None) -> list[dict[str, str]]:
+                     stack: Mapping[str, Any] | None = None,
+                     retained: Sequence[tuple[str, str]] = (),
+                     region: str = "us-east-1") -> list[dict[str, str]]:
     """The CloudFormation parameters for a prepare result.
 
     :param response: the prepare result.
@@ -234,6 +204,9 @@ def stack_parameters(response: Mapping[str, Any], stack_name: str,
     :param stack: the existing stack (``describe_stacks`` entry) this updates, ``None`` to
         create: the role keeps reading what it served (see
         :mod:`tdv_airflow.core.function_scope`, with the architecture and KMS key).
+    :param retained: ``(bucket, key)`` of the artifacts the function's published versions
+        read: its role keeps reading them (:func:`tdv_airflow.core.versions.list_versions`).
+    :param region: the stack's region (the partition of the role's object ARNs).
     :raises InvalidInputError: for another ``endpoint_auth``, or a non-default one with a
         template that does not declare ``EndpointAuth``; for a boundary that is not a
         policy ARN or a template that does not declare ``PermissionsBoundaryArn``.
@@ -274,7 +247,7 @@ def stack_parameters(response: Mapping[str, Any], stack_name: str,
                 f"declares the parameter {BOUNDARY_PARAMETER!r} (see the shipped "
                 "templates/stack_template.json); this one does not")
         values[BOUNDARY_PARAMETER] = permissions_boundary_arn
-    values.update(scope_parameters(response, stack))
+    values.update(scope_parameters(response, stack, retained, region))
     values.update(extra or {})
     check_permissions_boundary_arn(values.get(BOUNDARY_PARAMETER) or None)
     declared: dict[str, Any] = {name: {} for name in response["template_parameters"]}
@@ -345,7 +318,10 @@ def create_stack(
         (``PermissionsBoundaryArn``); the published service role policy creates roles only
         with it (``docs/iam.md``).
     :returns: the create contract (``stack_id``, ``stack_name``, ``stack_status``,
-        ``fingerprint``) and ``operation``.
+        ``fingerprint``), ``operation`` (``"existing_version"`` when a published version
+        already runs this deployment: the stack is left as it is), ``identity`` (of the
+        function's version, :func:`tdv_airflow.core.versions.function_identity`) and
+        ``candidate_version`` (that version, ``None`` until one is published).
     """
     check_stack_name(stack_name)
     check_on_exists(on_exists)
@@ -354,8 +330,12 @@ def create_stack(
     check_capacity_parameters(parameters)
     response = check_prepare_response(prepare_response)
     existing = stacks.describe(clients.cloudformation, stack_name)
+    function_name = function_name_for(stack_name)
+    published = versions.list_versions(clients.lambda_, function_name) if existing else []
     params = stack_parameters(response, stack_name, parameters, endpoint_auth=endpoint_auth,
-                              permissions_boundary_arn=permissions_boundary_arn, stack=existing)
+                              permissions_boundary_arn=permissions_boundary_arn, stack=existing,
+                              retained=[a for r in published for a in r.artifacts()],
+                              region=clients.region_name)
     if any(p["ParameterKey"] == "EndpointAuth" and p["ParameterValue"] == "NONE"
            for p in params):
         log.warning("!!! stack %s: endpoint_auth='none' makes POST /predict PUBLIC: anyone "
@@ -363,17 +343,40 @@ def create_stack(
                     "'api_key' unless that is what you want", stack_name)
     all_tags = stack_tags(response["model_s3_key"], stack_name, tags)
     wanted = stacks.fingerprint(response["url_s3_stack_template"], params, all_tags, role_arn)
+    identity = versions.function_identity(params, response.get("template_defaults"))
+    same = [r.version for r in published if r.identity == identity]
+    candidate = {"identity": identity, "candidate_version": same[-1] if same else None}
     applied = stacks.find_applied(clients.cloudformation, stack_name, wanted, stack=existing)
     if applied is not None:
         log.info("stack %s (%s) already has this template, parameters and tags: nothing to "
                  "send", stack_name, applied["StackStatus"])
-        return {**stacks.summary(applied), "fingerprint": wanted, "operation": "unchanged"}
-    return stacks.create_or_update(
+        return {**stacks.summary(applied), "fingerprint": wanted, "operation": "unchanged",
+                **candidate}
+    if same and existing is not None and on_exists == "update" and _only_function_differs(
+            existing, params, response, all_tags, role_arn, parameters):
+        log.info("version %s of %s already runs this deployment (identity %s): it is "
+                 "promoted again, the stack is not redeployed", same[-1], function_name,
+                 identity)
+        return {**stacks.summary(existing), "operation": "existing_version", **candidate,
+                "fingerprint": stacks.tags_of(existing).get(stacks.FINGERPRINT_TAG)}
+    return {**stacks.create_or_update(
         clients.cloudformation, stack_name, response["url_s3_stack_template"], params,
         tags=all_tags, on_exists=on_exists,
         client_request_token=client_request_token, poll_interval=poll_interval,
         role_arn=role_arn, stack=existing,
-    )
+    ), **candidate}
+
+
+def _only_function_differs(stack: Mapping[str, Any], params: Sequence[Mapping[str, str]],
+                           response: Mapping[str, Any], tags: Mapping[str, str],
+                           role_arn: str | None, given: Mapping[str, Any] | None) -> bool:
+    """Whether ``stack`` has everything the deployment wants but the function's own
+    parameters (:func:`tdv_airflow.core.versions.with_served_function`)."""
+    computed = set() if "RetainedArtifactArns" in (given or {}) else {"RetainedArtifactArns"}
+    as_served = versions.with_served_function(params, stack, computed)
+    served_tags = {**tags, MODEL_TAG: stacks.tags_of(stack).get(MODEL_TAG, "")}
+    return stacks.tags_of(stack).get(stacks.FINGERPRINT_TAG) == stacks.fingerprint(
+        response["url_s3_stack_template"], as_served, served_tags, role_arn)
 
 
 def endpoint_of(stack: Mapping[str, Any]) -> dict[str, Any]:

@@ -281,3 +281,36 @@ def merge_layers(parts: Sequence[Artifact], compresslevel: int = 6) -> Artifact:
         files = {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file()}
         data = deterministic_zip(files, compresslevel)
     return Artifact(DEPS_LAYER_KIND, "deps_layer.zip", data)
+
+
+def check_layer_options(template_body: Mapping[str, Any], deps: Dependencies | None,
+                         layer_arns: Sequence[str]) -> None:
+    """Fail when the template cannot attach the asked layers, or there are too many.
+
+    :param template_body: the parsed template.
+    :param deps: the dependency layer asked for, if any.
+    :param layer_arns: the extra layer ARNs.
+    """
+    declared = template_body.get("Parameters") or {}
+    for wanted, parameter in ((deps is not None, "DepsLayerKey"),
+                              (bool(layer_arns), "ExtraLayerArns")):
+        if wanted and parameter not in declared:
+            raise InvalidInputError(
+                f"the template does not declare the parameter {parameter!r}, which "
+                f"{'dependencies' if parameter == 'DepsLayerKey' else 'extra_layer_arns'} "
+                "needs; add it (see the shipped templates/stack_template.json)")
+    check_layer_count(1 + (deps is not None) + len(layer_arns))
+
+
+def check_function_size(built: Sequence[Artifact]) -> dict[str, int]:
+    """The unzipped size of the code and each layer, checked against Lambda's limit.
+
+    Extra layers given by ARN are not counted (their size is unknown until AWS is asked).
+
+    :param built: the built artifacts.
+    """
+    names = {"lambda_code": "function code", "layer": "dill layer",
+             DEPS_LAYER_KIND: "dependency layer"}
+    sizes = {a.kind: unzipped_size(a.data) for a in built if a.kind in names}
+    check_unzipped_size({names[kind]: size for kind, size in sizes.items()})
+    return sizes

@@ -50,14 +50,32 @@ IDENTITY_PARAMETERS = (
 _DESCRIPTION_LIMIT = 256
 
 
-def function_identity(parameters: Mapping[str, Any] | Sequence[Mapping[str, str]]) -> str:
+def parameter_defaults(template_body: Mapping[str, Any]) -> dict[str, str]:
+    """The template's parameter defaults, as CloudFormation reports them back (strings).
+
+    :param template_body: the parsed template.
+    """
+    declared = template_body.get("Parameters") or {}
+    return {name: ",".join(map(str, spec["Default"])) if isinstance(spec["Default"], list)
+            else str(spec["Default"]) for name, spec in declared.items()
+            if isinstance(spec, Mapping) and "Default" in spec}
+
+
+def function_identity(parameters: Mapping[str, Any] | Sequence[Mapping[str, str]],
+                      defaults: Mapping[str, str] | None = None) -> str:
     """A short digest of what a version published from these stack parameters runs.
 
+    A described stack reports every parameter, the defaulted ones too; the parameters a
+    deployment sends leave them out: give the template's ``defaults``
+    (:func:`parameter_defaults`) so that both give the same identity.
+
     :param parameters: ``{key: value}`` or CloudFormation's ``[{"ParameterKey", ...}]``.
+    :param defaults: the template's defaults, for the parameters not given.
     :returns: 16 lowercase hex characters.
     """
     if not isinstance(parameters, Mapping):
         parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in parameters}
+    parameters = {**(defaults or {}), **parameters}
     picked = {}
     for name in IDENTITY_PARAMETERS:
         value = parameters.get(name)
@@ -67,6 +85,30 @@ def function_identity(parameters: Mapping[str, Any] | Sequence[Mapping[str, str]
             picked[name] = str(value)
     blob = json.dumps(picked, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def with_served_function(parameters: Sequence[Mapping[str, str]], stack: Mapping[str, Any],
+                         computed: Iterable[str] = ()) -> list[dict[str, str]]:
+    """``parameters`` with the function's own (:data:`IDENTITY_PARAMETERS`) and the
+    ``computed`` ones replaced by what ``stack`` has now.
+
+    When the stack's fingerprint equals the fingerprint of these parameters (with the
+    wanted template, tags but the model tag, and role), the stack already has everything
+    the deployment wants but the function: a published version with the wanted identity
+    then serves it without a stack update. Anything else that changed (the template, the
+    API's auth or throttling, alarm thresholds, tags, the role) still needs the update.
+
+    :param parameters: the parameters the deployment would send.
+    :param stack: the stack's ``describe_stacks`` entry.
+    :param computed: parameters the core derives from the stack (e.g. the role's
+        retained artifacts, which already cover every published version).
+    """
+    served = {p["ParameterKey"]: p.get("ParameterValue", "")
+              for p in stack.get("Parameters") or []}
+    swapped = {*IDENTITY_PARAMETERS, *computed}
+    return [{"ParameterKey": p["ParameterKey"],
+             "ParameterValue": served.get(p["ParameterKey"], "")
+             if p["ParameterKey"] in swapped else p["ParameterValue"]} for p in parameters]
 
 
 def check_version(version: Any, *, allow_previous: bool = False) -> str:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from tdv_airflow.operators.deployment import CreateStackOperator, PrepareDeploymentOperator
 from tdv_airflow.operators.endpoint import EndpointCheckOperator
+from tdv_airflow.operators.promote import PromoteOperator
+from tdv_airflow.operators.rollout import RollbackOperator, ValidateCandidateOperator
 from tdv_airflow.operators.teardown import DeleteStackOperator, RetireVersionsOperator
 
 __all__ = ["CreateStackOperator", "DeleteStackOperator", "EndpointCheckOperator",
-           "PrepareDeploymentOperator", "RetireVersionsOperator"]
+           "PrepareDeploymentOperator", "PromoteOperator", "RetireVersionsOperator",
+           "RollbackOperator", "ValidateCandidateOperator"]

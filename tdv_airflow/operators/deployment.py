@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 #: it differs between a first try and its retry. ``fingerprint`` identifies the wanted
 #: state: pass it to :class:`~tdv_airflow.sensors.StackStatusSensor` as
 #: ``expected_fingerprint`` so that a stack rolled back to exactly that state succeeds.
-CREATE_KEYS = ("stack_id", "stack_name", "stack_status", "fingerprint")
+#: ``identity`` names the function version this deployment runs: pass it to
+#: :class:`~tdv_airflow.operators.ValidateCandidateOperator`.
+CREATE_KEYS = ("stack_id", "stack_name", "stack_status", "fingerprint", "identity")
 
 
 class PrepareDeploymentOperator(AwsConnectionMixin):
@@ -118,7 +120,11 @@ class PrepareDeploymentOperator(AwsConnectionMixin):
 class CreateStackOperator(AwsConnectionMixin):
     """Create the deployment stack, or bring an existing one up to date.
 
-    Returns ``{"stack_id", "stack_name", "stack_status", "fingerprint"}``. A retry sends
+    Returns ``{"stack_id", "stack_name", "stack_status", "fingerprint", "identity"}``
+    (``identity``: the function version this deployment runs, also pushed under its own
+    key; when a published version already runs it, e.g. an old run cleared to deploy its
+    model again, the stack is not updated and that version is validated and promoted
+    again). A retry sends
     nothing when the stack already carries this template, parameters and tags (it is
     tagged with their ``fingerprint``), so it returns the same dict once the stack has
     settled. The ``ClientRequestToken`` is derived from the DAG id, run id and stack
@@ -226,6 +232,7 @@ class CreateStackOperator(AwsConnectionMixin):
             summary = self._apply(context)
         self.push_stack_id(context, summary["stack_id"])
         context["ti"].xcom_push(key="fingerprint", value=summary["fingerprint"])
+        context["ti"].xcom_push(key="identity", value=summary["identity"])
         if self.wait_for_completion and classify(summary["stack_status"]) == "in_progress":
             if self.deferrable:
                 self.defer(trigger=self.stack_trigger(
@@ -234,7 +241,8 @@ class CreateStackOperator(AwsConnectionMixin):
                     method_name="execute_complete")
             else:
                 with aws_reachable(f"wait for stack {self.stack_name!r}"):
-                    summary = self._wait(summary["stack_id"], summary["fingerprint"])
+                    summary = {**self._wait(summary["stack_id"], summary["fingerprint"]),
+                               "identity": summary["identity"]}
         return summary
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None
@@ -246,7 +254,8 @@ class CreateStackOperator(AwsConnectionMixin):
         """
         from tdv_airflow.triggers.deployment import result_from_event
 
-        stack = {**result_from_event(event), "fingerprint": (event or {}).get("fingerprint")}
+        stack = {**result_from_event(event), "fingerprint": (event or {}).get("fingerprint"),
+                 "identity": context["ti"].xcom_pull(task_ids=self.task_id, key="identity")}
         return {key: stack[key] for key in CREATE_KEYS}
 
     def _apply(self, context: Context) -> dict[str, Any]:

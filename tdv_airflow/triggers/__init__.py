@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tdv_airflow.triggers.deployment import StackStatusTrigger
+from tdv_airflow.triggers.rollout import BakeTrigger
 from tdv_airflow.triggers.teardown import StackDeletedTrigger
 
-__all__ = ["StackDeletedTrigger", "StackStatusTrigger"]
+__all__ = ["BakeTrigger", "StackDeletedTrigger", "StackStatusTrigger"]

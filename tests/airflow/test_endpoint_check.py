@@ -1,5 +1,6 @@
 """EndpointCheckOperator against a stack deployed on the emulator by the provider's own
-operators: a good answer, a wrong prediction, a wrong status, strings versus numbers.
+operators (created, validated, promoted): a good answer, a wrong prediction, a wrong
+status, strings versus numbers.
 
 The emulator runs no Lambda, so the operator runs the deployed function locally from the
 artifacts in S3 (the model below sums each row, and needs only dill, from the layer).
@@ -21,6 +22,8 @@ from tdv_airflow.operators import (
     CreateStackOperator,
     EndpointCheckOperator,
     PrepareDeploymentOperator,
+    PromoteOperator,
+    ValidateCandidateOperator,
 )
 from tdv_airflow.operators.checks import same_prediction
 from testkit.aws_state import all_objects, live_stacks
@@ -68,6 +71,11 @@ def deployed(local_aws: LocalAws, tmp_path_factory: pytest.TempPathFactory) -> D
             task_id="create", prepare_env_response=prepared, stack_name=STACK,
             endpoint_auth="iam", wait_for_completion=True, poll_interval=0.2,
         ).execute(_context())
+        version = ValidateCandidateOperator(
+            task_id="validate", stack_name=STACK, identity=created["identity"],
+            requests=[{"payload": ROWS, "expected_predictions": SUMS}]).execute(_context())
+        PromoteOperator(task_id="promote", stack_name=STACK, version=version["version"],
+                        deferrable=False).execute(_context())
     assert created["stack_status"] == "CREATE_COMPLETE"
     return Deployed(session.client("cloudformation", endpoint_url=local_aws.endpoint_url),
                     s3, tmp_path_factory.mktemp("local-run"))

@@ -87,7 +87,7 @@ def test_create_retry_gives_the_same_xcom_and_one_stack(cfn: Any, prepared: dict
     events = cfn.describe_stack_events(StackName="tdv-retry")["StackEvents"]
     retry = create(2)
     assert retry == first
-    assert set(first) == {"stack_id", "stack_name", "stack_status", "fingerprint"}
+    assert set(first) == {"stack_id", "stack_name", "stack_status", "fingerprint", "identity"}
     live = [s for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
     assert [s["StackName"] for s in live] == ["tdv-retry"]
     assert cfn.describe_stack_events(StackName="tdv-retry")["StackEvents"] == events, \
@@ -215,7 +215,9 @@ def test_create_deferrable_defers_to_the_stack_trigger(aws: Any, cfn: Any,
     result = op.execute_complete(context, asyncio.run(first_event()))
     tag = tags_of(cfn.describe_stacks(StackName="tdv-defer")["Stacks"][0])[FINGERPRINT_TAG]
     assert result == {"stack_id": stack_id, "stack_name": "tdv-defer",
-                      "stack_status": "CREATE_COMPLETE", "fingerprint": tag}
+                      "stack_status": "CREATE_COMPLETE", "fingerprint": tag,
+                      "identity": context["ti"].xcoms["identity"]}
+    assert re.fullmatch(r"[0-9a-f]{16}", result["identity"])
     assert tag == kwargs["expected_fingerprint"]
 
 
@@ -288,6 +290,7 @@ def test_create_recreates_a_stack_left_in_rollback_complete(
         result = op.execute(task_context())
         stubber.assert_no_pending_responses()
     assert re.fullmatch(r"[0-9a-f]{64}", result.pop("fingerprint"))
+    assert re.fullmatch(r"[0-9a-f]{16}", result.pop("identity"))
     assert result == {"stack_id": stubbed_stacks.STACK_ID, "stack_name": "tdv-iris",
                       "stack_status": "CREATE_IN_PROGRESS"}
     assert any("ROLLBACK_COMPLETE" in r.getMessage() and "DELETING" in r.getMessage()

@@ -32,7 +32,8 @@ def test_importing_the_tasks_loads_no_boto3_no_core_and_no_trigger() -> None:
     assert ours == ["tdv_airflow.hooks", "tdv_airflow.hooks.connection", "tdv_airflow.links",
                     "tdv_airflow.operators", "tdv_airflow.operators.base",
                     "tdv_airflow.operators.config", "tdv_airflow.operators.deployment",
-                    "tdv_airflow.operators.endpoint", "tdv_airflow.operators.teardown",
+                    "tdv_airflow.operators.endpoint", "tdv_airflow.operators.promote",
+                    "tdv_airflow.operators.rollout", "tdv_airflow.operators.teardown",
                     "tdv_airflow.sensors", "tdv_airflow.sensors.deployment"], ours
     assert not [m for m in loaded if m.startswith("airflow.triggers")], \
         "the triggers load only when a task defers"

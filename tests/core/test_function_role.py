@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tdv_airflow.core import stacks
+from tdv_airflow.core import stacks, versions
 from tdv_airflow.core.function_scope import (
     PARAMETER_VALUE_LIMIT,
     object_arn,
@@ -89,7 +89,17 @@ def test_an_update_keeps_the_previous_configuration_readable_and_nothing_else(
     third = deploy_stack(aws.endpoint_url, bucket, STACK, model_key="models/c/model.pkl",
                          prepro_fn=rows_times_two)
     c = (third.prepared["model_s3_key"], third.prepared["s3_prepro_fn_location"])
-    assert role_policy(third) == {READ: arns(bucket, *b, *c), LOGS: logs}  # a is dropped
+    # version 1 (model a) is still published, so a rollback to it must read a: the role
+    # follows retention, not only the newest keys
+    assert role_policy(third) == {READ: arns(bucket, *a, *b, *c), LOGS: logs}
+    lam = third.clients.lambda_
+    assert versions.prune(lam, STACK, 1, {"3", "2"}) == ["1"]  # live 3, previous 2
+    # a retried deployment changes nothing (the grant narrows with the next new model)
+    assert third.deploy.create_stack(third.prepared, 1)["operation"] == "unchanged"
+    fourth = deploy_stack(aws.endpoint_url, bucket, STACK, model_key="models/d/model.pkl",
+                          prepro_fn=rows_times_two)
+    d = (fourth.prepared["model_s3_key"], fourth.prepared["s3_prepro_fn_location"])
+    assert role_policy(fourth) == {READ: arns(bucket, *b, *c, *d), LOGS: logs}  # a dropped
 
 
 def test_a_code_only_update_keeps_what_the_role_already_grants(aws: LocalAws) -> None:

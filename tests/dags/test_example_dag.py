@@ -44,8 +44,13 @@ def test_dagbag_loads_the_dag_without_errors_or_warnings() -> None:
     assert dag.schedule == "0 2 * * *"
     assert dag.max_active_runs == 1
     assert set(dag.task_ids) == {"train_model", "prepare_deployment", "create_stack",
-                                 "wait_for_stack", "smoke_test", "retire_old_versions"}
-    assert dag.get_task("smoke_test").upstream_task_ids == {"wait_for_stack"}
+                                 "wait_for_stack", "validate_candidate", "promote",
+                                 "retire_old_versions"}
+    # the gate: the candidate is validated before the alias moves to it
+    assert dag.get_task("validate_candidate").upstream_task_ids >= {"wait_for_stack"}
+    assert dag.get_task("promote").upstream_task_ids >= {"validate_candidate"}
+    assert dag.params.get_param("strategy").schema["enum"] == ["all_at_once", "canary",
+                                                               "linear"]
     assert {"model_name", "bucket", "on_exists", "smoke_payload"} <= set(dag.params)
     dag.params.validate()
     # a user's DAG: Params described (arrays with an item type, so that the trigger form
@@ -119,8 +124,14 @@ def test_dag_runs_end_to_end_on_the_emulator(
     assert endpoint["api_endpoint"].startswith("https://")
     assert endpoint["api_endpoint"].endswith(".execute-api.us-east-1.amazonaws.com/prod/predict")
     assert endpoint["outputs"]["FunctionName"] == "tdv-iris"
-    assert run["xcoms"]["smoke_test/return_value"]["predictions"] == [0, 2]
-    assert run["xcoms"]["smoke_test/return_value"]["status"] == 200
+    validated = run["xcoms"]["validate_candidate/return_value"]
+    assert validated["answers"] == [{"status": 200, "predictions": [0, 2]}]
+    assert validated["version"] == "1"
+    assert validated["candidate"]["model_s3_key"] == run["xcoms"]["train_model/model_s3_key"]
+    promoted = run["xcoms"]["promote/return_value"]
+    assert (promoted["version"], promoted["live"]["serving"][0]["share"]) == ("1", 1.0)
+    assert promoted["live"]["serving"][0]["model_sha256"] == validated["candidate"][
+        "model_sha256"]
     assert run["tis"]["retire_old_versions"]["state"] == "skipped"  # stable mode: one stack
     assert run["xcoms"]["wait_for_stack/_link_ApiEndpointLink"] == endpoint["api_endpoint"]
     assert run["xcoms"]["create_stack/_link_CloudFormationStackLink"].startswith(

@@ -33,9 +33,7 @@ def test_the_api_invokes_the_live_alias_and_the_stack_owns_no_version() -> None:
     types = {r["Type"] for r in body["Resources"].values()}
     assert not types & {"AWS::Lambda::Version", "AWS::Lambda::Alias",
                         "AWS::Lambda::Permission"}
-    # the LiveAlias output comes with the core's release of a deployment (the local
-    # router sends requests to the alias it names, which Deploy must then create)
-    assert "LiveAlias" not in body["Outputs"]
+    assert body["Outputs"]["LiveAlias"]["Value"] == "live"
 
 
 def test_each_version_names_all_of_its_artifacts() -> None:
@@ -97,6 +95,7 @@ def test_the_deployed_stack_outputs_its_alarms_and_alias(aws: LocalAws) -> None:
     outputs = deployed.outputs
     names = outputs["AlarmNames"].split(",")
     assert names == [f"{STACK}-{suffix}" for suffix in ALARMS.values()]
+    assert outputs["LiveAlias"] == "live"
     cw = deployed.session.client("cloudwatch", endpoint_url=aws.endpoint_url)
     alarms = cw.describe_alarms(AlarmNames=names)["MetricAlarms"]
     if "fix_alarms" not in FIXES:  # moto's CloudFormation skips AWS::CloudWatch::Alarm
