@@ -285,9 +285,17 @@ def publish_candidate(lam: Any, function_name: str, identity: str,
             "between; re-run this deployment's create task")
     latest = lam.get_function_configuration(FunctionName=function_name)
     guard = {"RevisionId": latest["RevisionId"]} if latest.get("RevisionId") else {}
-    published = lam.publish_version(FunctionName=function_name,
-                                    CodeSha256=latest["CodeSha256"],
-                                    Description=describe_origin(identity, run_id), **guard)
+    try:
+        published = lam.publish_version(FunctionName=function_name,
+                                        CodeSha256=latest["CodeSha256"],
+                                        Description=describe_origin(identity, run_id),
+                                        **guard)
+    except (lam.exceptions.PreconditionFailedException,
+            lam.exceptions.InvalidParameterValueException) as exc:
+        raise RolloutError(
+            f"function {function_name!r} changed between reading and publishing it (its "
+            f"code or configuration is no longer the candidate {identity}): nothing was "
+            f"published; re-run this deployment's create task ({exc})") from exc
     record = record_of(published)
     if record.identity != identity:  # Lambda found nothing changed since that version
         log.info("Lambda returned version %s (published for %s): the candidate's code and "
@@ -327,10 +335,16 @@ def prune(lam: Any, function_name: str, keep: int, protect: Iterable[str]) -> li
     protected = {str(v) for v in protect if v}
     records = list_versions(lam, function_name)
     doomed = [r.version for r in records[:-keep] if r.version not in protected]
+    retired: list[str] = []
     for version in doomed:
         try:
             lam.delete_function(FunctionName=function_name, Qualifier=version)
         except lam.exceptions.ResourceNotFoundException:
-            pass
+            pass  # retired by an earlier try
+        except lam.exceptions.ResourceConflictException:
+            log.info("version %s of %s is still routed to by an alias: kept", version,
+                     function_name)
+            continue
         log.info("retired version %s of %s", version, function_name)
-    return doomed
+        retired.append(version)
+    return retired

@@ -5,8 +5,8 @@ local AWS emulator, creates the bucket there, gives Airflow a private home
 (``.tdv/demo-airflow``) whose ``aws_default`` connection points at the emulator and whose
 configuration defers waiting tasks, runs ``airflow dags test retrain_and_deploy`` with the
 bucket as its ``bucket`` Param (train → prepare → create stack → deferrable sensor →
-smoke test → retire old versions), and prints each task, the endpoint and the
-prediction the deployed function served.
+validate the candidate version → promote it → retire old versions), and prints each
+task, the endpoint, the live version and the prediction the candidate served.
 
 ``python3 dev.py demo --without-airflow`` runs the same deployment through the
 ``Deploy`` class instead. Both need the ``dev`` extra (moto, scikit-learn).
@@ -111,7 +111,7 @@ def run_dag() -> int:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         log = home / "dags-test.log"
         _step(f"airflow dags test {DAG_ID}: train -> prepare -> create stack -> "
-              f"wait (deferrable) -> smoke test -> retire old versions   "
+              f"wait (deferrable) -> validate -> promote -> retire old versions   "
               f"(full log: {log.relative_to(ROOT)})")
         with log.open("w") as out:
             code = subprocess.call(  # noqa: S603 - fixed argv
@@ -121,8 +121,8 @@ def run_dag() -> int:
             [sys.executable, "-c", _READ_RUN, DAG_ID], env=env, capture_output=True, text=True,
             check=True)
     run = json.loads(done.stdout.strip().splitlines()[-1])
-    order = ["train_model", "prepare_deployment", "create_stack", "wait_for_stack", "smoke_test",
-             "retire_old_versions"]
+    order = ["train_model", "prepare_deployment", "create_stack", "wait_for_stack",
+             "validate_candidate", "promote", "retire_old_versions"]
     for task_id, state in sorted(run["tis"].items(),
                                  key=lambda item: order.index(item[0]) if item[0] in order else 99):
         print(f"    {task_id:20s} {state}")
@@ -135,9 +135,11 @@ def run_dag() -> int:
     print(f"    stack:        {endpoint['stack_name']} ({endpoint['stack_status']})")
     print(f"    api_name:     {endpoint['api_name']}")
     print(f"    api_endpoint: {endpoint['api_endpoint']}")
-    print(f"    prediction:   {run['xcoms']['smoke_test']['predictions']} for the smoke test's "
-          "two irises, served by the deployed function run locally (the emulator runs no "
-          "Lambda)")
+    validated, promoted = run["xcoms"]["validate_candidate"], run["xcoms"]["promote"]
+    print(f"    live version: {promoted['version']} (alias live, {promoted['strategy']})")
+    print(f"    prediction:   {validated['answers'][0]['predictions']} for the smoke test's "
+          f"two irises, served by version {validated['version']} before it took traffic "
+          "(run locally: the emulator runs no Lambda)")
     return 0
 
 

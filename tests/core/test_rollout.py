@@ -162,3 +162,26 @@ def test_a_missing_alarm_is_an_error_and_a_forced_one_fires(boto_session: Any,
         ("a1", "forced by test")]
     with pytest.raises(InvalidInputError, match="do not exist"):
         alarms.firing(cw, ["a1", "nope"])
+
+
+@pytest.mark.parametrize("code", ["PreconditionFailedException",
+                                  "InvalidParameterValueException"])
+def test_a_function_changed_while_publishing_publishes_nothing(code: str) -> None:
+    """AWS refuses a stale RevisionId (412) or CodeSha256 (400): the emulator cannot race
+    a stack update between the read and the publish, so the answers are stubbed."""
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client("lambda", region_name="us-east-1", aws_access_key_id="k",
+                          aws_secret_access_key="s")
+    with Stubber(client) as stubber:
+        stubber.add_response("list_versions_by_function", {"Versions": []},
+                             {"FunctionName": FN})
+        stubber.add_response("get_function_configuration",
+                             {"CodeSha256": "abc=", "RevisionId": "r1", "Version": "$LATEST"},
+                             {"FunctionName": FN})
+        stubber.add_client_error("publish_version", code, "changed", 412
+                                 if code.startswith("Precondition") else 400)
+        with pytest.raises(RolloutError, match="changed between reading and publishing"):
+            versions.publish_candidate(client, FN, "id", "id", "run")
+        stubber.assert_no_pending_responses()

@@ -67,6 +67,23 @@ def test_dagbag_loads_the_dag_without_errors_or_warnings() -> None:
     assert len(source.splitlines()) <= 170
 
 
+def test_the_rollback_dag_takes_a_stack_and_a_version_from_the_trigger_form() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    dag = DagBag(dag_folder=str(DAGS)).dags["rollback_endpoint"]
+    assert dag.schedule is None and set(dag.task_ids) == {"rollback"}
+    assert set(dag.params) == {"stack_name", "to_version"}
+    for name in dag.params:
+        assert dag.params.get_param(name).description, name
+    dag.params.validate()
+    version = dag.params.get_param("to_version")
+    assert version.resolve("3") == "3" and version.resolve("previous") == "previous"
+    for bad in ("latest", "0", "-1", "$LATEST"):
+        with pytest.raises(ParamValidationError):
+            version.resolve(bad)
+
+
 def test_parsing_the_dag_imports_no_heavy_module() -> None:
     done = subprocess.run([sys.executable, "-c", _IMPORT_IN_FRESH_INTERPRETER, str(DAG_FILE),
                            ",".join(HEAVY)], capture_output=True, text=True, timeout=120,

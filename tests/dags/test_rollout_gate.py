@@ -17,7 +17,7 @@ from tdv_airflow.core.clients import AwsClients
 from tdv_airflow.core.rollout import read_alias
 from tdv_airflow.core.stacks import describe
 from tdv_airflow.local.request import request_stack
-from testkit.example_dag import DAG_ID
+from testkit.example_dag import DAG_ID, wait_settings
 from tests.conftest import AIRFLOW
 
 pytestmark = pytest.mark.e2e
@@ -43,9 +43,10 @@ def _put_constant_model(s3: Any, bucket: str, date: str, answer: int) -> None:
 
 
 def _dag_test(airflow_env: dict[str, str], date: str, conf: dict[str, Any] | None = None,
-              dag_id: str = DAG_ID) -> subprocess.CompletedProcess[str]:
+              dag_id: str = DAG_ID, mode: str | None = None) -> subprocess.CompletedProcess[str]:
     argv = [AIRFLOW, "dags", "test", dag_id, date] if date else [AIRFLOW, "dags", "test", dag_id]
-    return subprocess.run([*argv, "-c", json.dumps(conf or {})], env=airflow_env,
+    env = {**airflow_env, **(wait_settings(mode) if mode else {})}
+    return subprocess.run([*argv, "-c", json.dumps(conf or {})], env=env,
                           capture_output=True, text=True, timeout=900, check=False)
 
 
@@ -133,9 +134,11 @@ def test_canary_rolls_back_on_an_alarm_and_goes_live_without_one(
 
     clients.cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="quiet")
     _put_constant_model(s3, dag_bucket, "2025-04-03", 1)
-    calm = _dag_test(airflow_env, "2025-04-03", {**conf, "bake_seconds": 2})
+    calm = _dag_test(airflow_env, "2025-04-03", {**conf, "bake_seconds": 3},
+                     mode="reschedule")
     run = read_last_run(DAG_ID)
     assert run["state"] == "success", _tail(calm)
+    assert run["tis"]["promote"]["reschedules"] >= 1, run["tis"]  # it waited between steps
     promoted = run["xcoms"]["promote/return_value"]
     assert promoted["strategy"] == "canary"
     assert [(s["version"], s["share"]) for s in promoted["live"]["serving"]] == [

@@ -190,7 +190,10 @@ def test_backfill_deploys_one_stack_per_version_on_celery_and_the_triggerer(
         function = endpoint["outputs"]["FunctionName"]
         variables = lam.get_function_configuration(FunctionName=function)["Environment"]
         assert variables["Variables"]["TDV_MODEL_KEY"] == key, (function, variables)
-        assert api.xcom(DAG_ID, run_id, "smoke_test")["predictions"] == EXPECTED_PREDICTIONS
+        validated = api.xcom(DAG_ID, run_id, "validate_candidate")
+        assert validated["answers"][0]["predictions"] == EXPECTED_PREDICTIONS
+        promoted = api.xcom(DAG_ID, run_id, "promote")
+        assert promoted["version"] == validated["version"] == "1", (promoted, validated)
         assert api.xcom(DAG_ID, run_id, "retire_old_versions") == []
         deployed[endpoint["stack_name"]] = key
         trigger_log = _trigger_log(topology, run_id)
