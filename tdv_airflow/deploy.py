@@ -192,11 +192,18 @@ class Deploy:
         :param stack_name: the stack (default: the instance's).
         :raises StackNotFoundError: when the stack does not exist.
         """
+        return str(self._stack(stack_name)["StackStatus"])
+
+    def _stack(self, stack_name: str | None) -> dict[str, Any]:
+        """The stack's description (default: the instance's stack).
+
+        :raises StackNotFoundError: when it does not exist.
+        """
         name = stack_name or self.stack_name
         stack = stacks.describe(self.clients.cloudformation, name)
         if stack is None:
             raise StackNotFoundError(name)
-        return str(stack["StackStatus"])
+        return stack
 
     def deploy(self, prepare_env_response: Mapping[str, Any] | None = None,
                invoke_mode: int = 0) -> dict[str, Any]:
@@ -232,11 +239,7 @@ class Deploy:
         :param stack_name: the stack (default: the instance's).
         :returns: which versions and models answer now.
         """
-        name = stack_name or self.stack_name
-        stack = stacks.describe(self.clients.cloudformation, name)
-        if stack is None:
-            raise StackNotFoundError(name)
-        return release_stack(self.clients, stack)
+        return release_stack(self.clients, self._stack(stack_name))
 
     def rollback(self, to: str | int = "previous", stack_name: str | None = None
                  ) -> dict[str, Any]:
@@ -246,10 +249,6 @@ class Deploy:
         :param stack_name: the stack (default: the instance's).
         :returns: which versions and models answer now.
         """
-        name = stack_name or self.stack_name
-        stack = stacks.describe(self.clients.cloudformation, name)
-        if stack is None:
-            raise StackNotFoundError(name)
-        function = target_of(stack).function_name
+        function = target_of(self._stack(stack_name)).function_name
         rollback(self.clients.lambda_, function, to)
         return describe_live(self.clients.lambda_, function)
