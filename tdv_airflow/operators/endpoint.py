@@ -108,6 +108,9 @@ class EndpointCheckOperator(AwsConnectionMixin):
         hook = self.hook
         answer = request_stack(clients, stack, self.payload,
                                session=hook.get_session(region_name=hook.conn_region_name))
+        if answer.reason:  # e.g. no live version yet: API Gateway's body says only 500
+            self.log.error("stack %s: %s", stack["StackName"], answer.reason)
+            return answer.status, f"{answer.body} ({answer.reason})"
         return answer.status, answer.body
 
     def _check(self, answer: dict[str, Any], body: str, expected: list[Any] | None) -> None:

@@ -224,3 +224,22 @@ def test_an_old_run_cleared_promotes_its_version_again_without_redeploying(
                         **CONNECTION).execute(task_context())
     assert len(cfn.describe_stack_events(StackName=STACK)["StackEvents"]) > len(events)
     assert _validate(again, [3.0, 7.0]).execute(task_context())["version"] == "3"
+
+
+def test_a_stack_not_promoted_yet_answers_500_and_the_check_says_why(
+        aws: Any, bucket: str, task_context: Callable[..., dict[str, Any]]) -> None:
+    from tdv_airflow import UserAwsAuth
+    from tdv_airflow.exceptions import EndpointCheckError
+    from tdv_airflow.local.aws import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY
+    from tdv_airflow.operators import EndpointCheckOperator
+    from testkit.models import make_deploy, put_model
+
+    auth = UserAwsAuth(FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, endpoint_url=aws.endpoint_url)
+    put_model(auth.session("us-east-1").client("s3", endpoint_url=aws.endpoint_url), bucket)
+    first = make_deploy(auth, bucket, "tdv-not-live")
+    first.create_stack(first.prepare_deployment(), 0)  # created, never validated/promoted
+    check = EndpointCheckOperator(task_id="smoke", stack_name="tdv-not-live", payload=ROWS,
+                                  **CONNECTION)
+    with pytest.raises(EndpointCheckError, match=r"status 500.*Internal server error.*"
+                       r"no live version yet.*promote a validated version first"):
+        check.execute(task_context())
