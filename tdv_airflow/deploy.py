@@ -220,7 +220,8 @@ class Deploy:
             :meth:`release`).
         :returns: ``api_name``, ``api_endpoint``, plus ``stack_name``, ``stack_status``,
             the stack ``outputs`` and, with ``invoke_mode=0``, ``live`` (which version and
-            model answer).
+            model answer; ``None`` for a template without the ``LiveAlias`` output, whose
+            API invokes ``$LATEST``).
         """
         check_invoke_mode(invoke_mode)
         response = prepare_env_response or self.prepare_deployment()
@@ -228,10 +229,15 @@ class Deploy:
         stack = stacks.describe(self.clients.cloudformation, created["stack_id"])
         if stack is None:
             raise StackNotFoundError(created["stack_name"])
+        endpoint = deployment.endpoint_of(stack)
         if invoke_mode == 1:
-            return deployment.endpoint_of(stack)
-        return {**deployment.endpoint_of(stack),
-                "live": release_stack(self.clients, stack, created.get("identity"))}
+            return endpoint
+        if "LiveAlias" not in endpoint["outputs"]:
+            log.warning("stack %s's template has no LiveAlias output: its API invokes "
+                        "$LATEST, which serves the new configuration already (no version "
+                        "is published; the shipped template gates it)", stack["StackName"])
+            return {**endpoint, "live": None}
+        return {**endpoint, "live": release_stack(self.clients, stack, created.get("identity"))}
 
     def release(self, stack_name: str | None = None) -> dict[str, Any]:
         """Publish the stack's current configuration and make it live at once.
