@@ -37,6 +37,21 @@ def candidate(aws: Any, bucket: str) -> tuple[DeployedStack, dict[str, Any]]:
     return live, created
 
 
+@pytest.fixture
+def validated(candidate: tuple[DeployedStack, dict[str, Any]],
+              task_context: Callable[..., dict[str, Any]]) -> tuple[DeployedStack, str]:
+    """The live stack and its candidate, validated (version 2, no traffic yet)."""
+    live, created = candidate
+    return live, _validate(created, [6.0, 14.0]).execute(task_context())["version"]
+
+
+def _routing(live: DeployedStack) -> tuple[str, dict[str, float]]:
+    """The live alias's version and additional weights."""
+    alias = read_alias(live.clients.lambda_, STACK)
+    assert alias is not None
+    return alias.version, dict(alias.weights)
+
+
 def _validate(created: dict[str, Any], expected: list[float],
               **kw: Any) -> ValidateCandidateOperator:
     return ValidateCandidateOperator(
@@ -55,8 +70,7 @@ def test_validation_publishes_once_and_leaves_the_alias_alone(
     again = _validate(created, [6.0, 14.0]).execute(task_context())
     assert again["version"] == "2"
     assert [r.version for r in list_versions(live.clients.lambda_, STACK)] == ["1", "2"]
-    alias = read_alias(live.clients.lambda_, STACK)
-    assert alias is not None and (alias.version, dict(alias.weights)) == ("1", {})
+    assert _routing(live) == ("1", {})
 
 
 def test_a_wrong_answer_fails_quoting_it_and_moves_nothing(
@@ -66,8 +80,7 @@ def test_a_wrong_answer_fails_quoting_it_and_moves_nothing(
     with pytest.raises(CandidateRejectedError, match=r"candidate version 2 .* answered "
                        r"wrongly.*predictions \[6.0, 14.0\], expected \[3.0, 7.0\]"):
         _validate(created, [3.0, 7.0]).execute(task_context())
-    alias = read_alias(live.clients.lambda_, STACK)
-    assert alias is not None and (alias.version, dict(alias.weights)) == ("1", {})
+    assert _routing(live) == ("1", {})
 
 
 def test_a_user_check_can_refuse_the_candidate(
@@ -81,10 +94,9 @@ def test_a_user_check_can_refuse_the_candidate(
 
 
 def test_linear_promotion_in_poke_mode_then_a_retry_changes_nothing(
-        candidate: tuple[DeployedStack, dict[str, Any]],
+        validated: tuple[DeployedStack, str],
         task_context: Callable[..., dict[str, Any]]) -> None:
-    live, created = candidate
-    version = _validate(created, [6.0, 14.0]).execute(task_context())["version"]
+    live, version = validated
     promote = PromoteOperator(task_id="promote", stack_name=STACK, version=version,
                               strategy="linear", linear_steps=2, bake_seconds=1,
                               mode="poke", poke_interval=0.2, deferrable=False, **CONNECTION)
@@ -101,10 +113,9 @@ def test_linear_promotion_in_poke_mode_then_a_retry_changes_nothing(
 
 
 def test_deferrable_canary_bakes_on_the_triggerer_then_goes_live(
-        candidate: tuple[DeployedStack, dict[str, Any]],
+        validated: tuple[DeployedStack, str],
         task_context: Callable[..., dict[str, Any]]) -> None:
-    live, created = candidate
-    version = _validate(created, [6.0, 14.0]).execute(task_context())["version"]
+    live, version = validated
     promote = PromoteOperator(task_id="promote", stack_name=STACK, version=version,
                               strategy="canary", canary_weight=0.25, bake_seconds=1,
                               poke_interval=0.2, deferrable=True, **CONNECTION)
@@ -130,10 +141,9 @@ def test_deferrable_canary_bakes_on_the_triggerer_then_goes_live(
 
 
 def test_an_alarm_during_the_bake_rolls_back_and_fails_without_retry(
-        candidate: tuple[DeployedStack, dict[str, Any]],
+        validated: tuple[DeployedStack, str],
         task_context: Callable[..., dict[str, Any]]) -> None:
-    live, created = candidate
-    version = _validate(created, [6.0, 14.0]).execute(task_context())["version"]
+    live, version = validated
     promote = PromoteOperator(task_id="promote", stack_name=STACK, version=version,
                               strategy="canary", bake_seconds=300, mode="poke",
                               deferrable=False, **CONNECTION)
@@ -144,15 +154,13 @@ def test_an_alarm_during_the_bake_rolls_back_and_fails_without_retry(
     with pytest.raises(AirflowFailException, match=rf"{STACK}-api-5xx since .*: Threshold "
                        r"Crossed: 3 datapoints; the live alias is back on version 1 alone"):
         promote.poke(task_context())
-    alias = read_alias(live.clients.lambda_, STACK)
-    assert alias is not None and (alias.version, dict(alias.weights)) == ("1", {})
+    assert _routing(live) == ("1", {})
 
 
 def test_rollback_is_one_change_and_a_retry_of_the_same_task_changes_nothing(
-        candidate: tuple[DeployedStack, dict[str, Any]],
+        validated: tuple[DeployedStack, str],
         task_context: Callable[..., dict[str, Any]]) -> None:
-    live, created = candidate
-    version = _validate(created, [6.0, 14.0]).execute(task_context())["version"]
+    live, version = validated
     PromoteOperator(task_id="promote", stack_name=STACK, version=version, mode="poke",
                     deferrable=False, **CONNECTION).execute(task_context())
     ti = FakeTaskInstance(task_id="rollback")
@@ -190,13 +198,12 @@ def test_bad_arguments_are_refused_when_the_dag_is_parsed(make: Callable[[], Any
 
 
 def test_an_old_run_cleared_promotes_its_version_again_without_redeploying(
-        candidate: tuple[DeployedStack, dict[str, Any]],
+        validated: tuple[DeployedStack, str],
         task_context: Callable[..., dict[str, Any]]) -> None:
     from tdv_airflow.core.stacks import describe
     from tdv_airflow.operators import CreateStackOperator
 
-    live, created = candidate
-    version = _validate(created, [6.0, 14.0]).execute(task_context())["version"]
+    live, version = validated
     PromoteOperator(task_id="promote", stack_name=STACK, version=version, mode="poke",
                     deferrable=False, **CONNECTION).execute(task_context())
     cfn = live.clients.cloudformation
