@@ -8,6 +8,7 @@ versions and the alias are made here with the Lambda API, as the core makes them
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -117,10 +118,8 @@ class TwoVersions:
 
     def unroute(self) -> None:
         """Delete ``live`` (as before any promotion)."""
-        try:
+        with contextlib.suppress(self.lam.exceptions.ResourceNotFoundException):
             self.lam.delete_alias(FunctionName=self.function_name, Name="live")
-        except self.lam.exceptions.ResourceNotFoundException:
-            pass
 
 
 @pytest.fixture(scope="module")
