@@ -111,6 +111,20 @@ def with_served_function(parameters: Sequence[Mapping[str, str]], stack: Mapping
              if p["ParameterKey"] in swapped else p["ParameterValue"]} for p in parameters]
 
 
+def check_identity(identity: Any) -> str:
+    """Return ``identity`` if it is a :func:`function_identity` (16 lowercase hex).
+
+    :param identity: the create step's ``identity``.
+    :raises InvalidInputError: otherwise.
+    """
+    if not isinstance(identity, str) or len(identity) != 16 \
+            or any(c not in "0123456789abcdef" for c in identity):
+        raise InvalidInputError(f"invalid identity {identity!r}: expected the create task's "
+                                "identity, 16 lowercase hex characters (e.g. "
+                                "create.output['identity'])")
+    return identity
+
+
 def check_version(version: Any, *, allow_previous: bool = False) -> str:
     """Return ``version`` as Lambda writes it (``"7"``) if it names a published version.
 

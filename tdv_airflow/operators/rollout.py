@@ -108,6 +108,10 @@ class ValidateCandidateOperator(AwsConnectionMixin):
             check_stack_name(stack_name)
         if is_literal(requests):
             check_requests(requests)
+        if is_literal(identity):
+            from tdv_airflow.core.versions import check_identity
+
+            check_identity(identity)
         check_status_and_tolerance(200, tolerance)
         if check is not None and not callable(check):
             raise InvalidInputError(f"invalid check {check!r}: expected a callable taking an "
@@ -126,16 +130,17 @@ class ValidateCandidateOperator(AwsConnectionMixin):
         from tdv_airflow.core.clients import aws_reachable
         from tdv_airflow.core.rollout import target_of
         from tdv_airflow.core.validation import check_stack_name
-        from tdv_airflow.core.versions import function_identity, publish_candidate
+        from tdv_airflow.core.versions import check_identity, function_identity, publish_candidate
 
         stack_name = check_stack_name(self.stack_name)
         requests = check_requests(self.requests)
+        identity = check_identity(self.identity)
         clients = self.clients
         with aws_reachable(f"validation of the candidate of stack {stack_name!r}"):
             stack = described_stack(clients, stack_name)
             target = target_of(stack)
             record = publish_candidate(clients.lambda_, target.function_name,
-                                       str(self.identity),
+                                       identity,
                                        function_identity(stack.get("Parameters") or []),
                                        run_id=context["run_id"])
             self.log.info("candidate: version %s of %s serves model %s (sha256 %s)",

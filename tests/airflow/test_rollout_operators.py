@@ -186,9 +186,11 @@ def test_rollback_is_one_change_and_a_retry_of_the_same_task_changes_nothing(
      "keep_versions"),
     (lambda: RollbackOperator(task_id="r", stack_name=STACK, to="latest"),
      "invalid version 'latest'"),
-    (lambda: ValidateCandidateOperator(task_id="v", stack_name=STACK, identity="x",
+    (lambda: ValidateCandidateOperator(task_id="v", stack_name=STACK, identity="0" * 16,
                                        requests=[]), "invalid requests"),
-    (lambda: ValidateCandidateOperator(task_id="v", stack_name=STACK, identity="x",
+    (lambda: ValidateCandidateOperator(task_id="v", stack_name=STACK, identity=None,
+                                       requests=[{"payload": {}}]), "invalid identity None"),
+    (lambda: ValidateCandidateOperator(task_id="v", stack_name=STACK, identity="0" * 16,
                                        requests=[{"body": 1}]), r"invalid requests\[0\]"),
 ])
 def test_bad_arguments_are_refused_when_the_dag_is_parsed(make: Callable[[], Any],
