@@ -5,17 +5,16 @@ Every night at 02:00 UTC, and on demand with the Params below:
 1. ``train_model`` trains on iris and stores ``{model_prefix}/{model_name}/{version}/
    model.pkl``, version = the logical date (``YYYYMMDDTHHMMSS``) or the run id. An existing
    key is not retrained: clearing an old run serves that version's model again.
-2. ``prepare_deployment`` uploads the artifacts, content-addressed (a retry uploads
-   nothing), among them :func:`prepro_fn`, pickled by value with its helper.
+2. ``prepare_deployment`` uploads content-addressed artifacts, :func:`prepro_fn` by value.
 3. ``create_stack`` updates the stack ``{stack_prefix}-{model_name}`` (``stable``) or
    creates ``...-{version}`` (``per_version``); ``wait_for_stack`` waits. Its function is
    the candidate, with no traffic yet: API Gateway invokes the ``live`` alias.
 4. ``validate_candidate`` publishes it as an immutable version and posts ``smoke_payload``
    to that version itself; wrong predictions fail the run with the live model untouched.
 5. ``promote`` shifts the alias to it by ``strategy`` (``canary``/``linear`` bake each
-   step for ``bake_seconds`` watching the stack's alarms, and roll back on one).
-6. ``per_version`` mode only: ``retire_old_versions`` deletes the deployment's stacks
-   beyond the newest ``keep_versions``, never the stable stack.
+   step for ``bake_seconds`` watching the stack's alarms, rolling back on one).
+6. Retention: the newest ``keep_versions`` Lambda versions (never the live or previous),
+   and in ``per_version`` mode stacks (``retire_old_versions``; never the stable one).
 
 ``max_active_runs=1``: runs never interleave. Parsing imports neither boto3 nor sklearn.
 First set up the connection ``aws_default`` and the bucket (README, "The example DAG").
@@ -93,7 +92,8 @@ with DAG(
         "model_prefix": Param("models", "Key prefix, e.g. models.", type="string", minLength=1),
         "stack_mode": Param("stable", "stable: one stack updated in place; per_version: "
                             "one stack per model version.", enum=["stable", "per_version"]),
-        "keep_versions": Param(3, "Newest version stacks kept, e.g. 3.", type="integer", minimum=1),
+        "keep_versions": Param(3, "Newest versions kept (Lambda versions; stacks in per_version), "
+                               "e.g. 3.", type="integer", minimum=1),
         "on_exists": Param("update", "When the stack exists.", enum=["update", "skip", "fail"]),
         "endpoint_auth": Param("iam", "Who may call: SigV4-signed callers (iam), holders of "
                                "the API key, anyone (none).", enum=["iam", "api_key", "none"]),
@@ -162,7 +162,7 @@ with DAG(
     promote = PromoteOperator(
         task_id="promote", stack_name=trained["stack_name"], version=validate.output["version"],
         strategy="{{ params.strategy }}", canary_weight="{{ params.canary_weight }}",
-        bake_seconds="{{ params.bake_seconds }}", timeout=6 * 3600)
+        bake_seconds="{{ params.bake_seconds }}", keep_versions="{{ params.keep_versions }}")
     retire = RetireVersionsOperator(
         task_id="retire_old_versions", pre_execute=per_version_only,
         deployment=trained["deployment"], exclude=[trained["deployment"]],

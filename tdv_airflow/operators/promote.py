@@ -49,7 +49,7 @@ class PromoteOperator(AwsConnectionMixin, BaseSensorOperator):
     :param linear_steps: the number of equal steps of ``linear``.
     :param bake_seconds: how long each step but the last is watched.
     :param alarm_names: the alarms to watch; ``None``: the stack's own (templated).
-    :param keep_versions: how many of the newest versions stay published.
+    :param keep_versions: how many of the newest versions stay published (templated).
     :param deferrable: wait on the triggerer; default ``[operators] default_deferrable``.
     :param poke_interval: seconds between polls; default ``[tdv_airflow] poll_interval``.
     :param mode: ``"poke"`` or ``"reschedule"``; default ``[tdv_airflow] sensor_mode``.
@@ -57,14 +57,14 @@ class PromoteOperator(AwsConnectionMixin, BaseSensorOperator):
 
     template_fields: Sequence[str] = aws_template_fields(
         "stack_name", "version", "strategy", "canary_weight", "linear_steps", "bake_seconds",
-        "alarm_names")
+        "alarm_names", "keep_versions")
     operator_extra_links = (CloudFormationStackLink(),)
     ui_color = "#d5e8d4"
 
     def __init__(self, *, stack_name: str, version: str | int, strategy: str = "all_at_once",
                  canary_weight: float = 0.1, linear_steps: int = 4,
                  bake_seconds: float = 600.0, alarm_names: list[str] | None = None,
-                 keep_versions: int = 5, deferrable: bool | None = None,
+                 keep_versions: int | str = 5, deferrable: bool | None = None,
                  poke_interval: timedelta | float | None = None, mode: str | None = None,
                  **kwargs: Any) -> None:
         super().__init__(
@@ -77,9 +77,7 @@ class PromoteOperator(AwsConnectionMixin, BaseSensorOperator):
         self.linear_steps = linear_steps
         self.bake_seconds = bake_seconds
         self.alarm_names = alarm_names
-        from tdv_airflow.operators.checks import keep_count
-
-        self.keep_versions = keep_count(keep_versions)
+        self.keep_versions = keep_versions
         self.deferrable = default_deferrable(deferrable)
         self._settings()  # literal arguments are checked when the DAG is parsed
 
@@ -96,6 +94,10 @@ class PromoteOperator(AwsConnectionMixin, BaseSensorOperator):
             check_version(self.version)
         if self.alarm_names is not None and is_literal(self.alarm_names):
             check_alarm_names(self.alarm_names)
+        if is_literal(self.keep_versions):
+            from tdv_airflow.operators.checks import keep_count
+
+            keep_count(self.keep_versions)
         if not (is_literal(self.strategy) and is_literal(self.canary_weight)
                 and is_literal(self.linear_steps) and is_literal(self.bake_seconds)):
             return [1.0], 1.0
@@ -188,9 +190,10 @@ class PromoteOperator(AwsConnectionMixin, BaseSensorOperator):
         """Retire old versions; the result."""
         from tdv_airflow.core.rollout import describe_live
         from tdv_airflow.core.versions import prune
+        from tdv_airflow.operators.checks import keep_count
 
         lam = self.clients.lambda_
-        retired = prune(lam, target.function_name, self.keep_versions,
+        retired = prune(lam, target.function_name, keep_count(self.keep_versions),
                         {step.alias.version, step.alias.previous or ""})
         live = describe_live(lam, target.function_name)
         self.log.info("version %s is live (model %s); previous: %s; retired: %s",

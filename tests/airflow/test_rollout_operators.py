@@ -252,3 +252,26 @@ def test_a_stack_not_promoted_yet_answers_500_and_the_check_says_why(
     with pytest.raises(EndpointCheckError, match=r"status 500.*Internal server error.*"
                        r"no live version yet.*promote a validated version first"):
         check.execute(task_context())
+
+
+def test_retention_after_promotion_keeps_the_live_and_the_previous_version(
+        validated: tuple[DeployedStack, str],
+        task_context: Callable[..., dict[str, Any]]) -> None:
+    live, version = validated
+
+    def promote(version: str) -> dict[str, Any]:
+        return PromoteOperator(task_id="promote", stack_name=STACK, version=version,
+                               keep_versions="1", mode="poke", deferrable=False,
+                               **CONNECTION).execute(task_context())
+
+    assert promote(version)["retired"] == []  # 2 is live, 1 the previous one
+    live.s3.put_object(Bucket=live.bucket, Key="models/sec/v3/model.pkl",
+                       Body=scaled_model_bytes(3))
+    third = type(live.deploy)(live.bucket, "models/sec/v3/model.pkl", live.deploy.prepro_fn,
+                              live.auth, region="us-east-1", stack_name=STACK,
+                              poll_interval=0.1, max_attempts=100)
+    created = third.create_stack(third.prepare_deployment(), 0)
+    v3 = _validate(created, [9.0, 21.0]).execute(task_context())["version"]
+    result = promote(v3)
+    assert (result["version"], result["live"]["previous"], result["retired"]) == ("3", "2", ["1"])
+    assert [r.version for r in list_versions(live.clients.lambda_, STACK)] == ["2", "3"]
