@@ -256,5 +256,5 @@ class Deploy:
         :returns: which versions and models answer now.
         """
         function = target_of(self._stack(stack_name)).function_name
-        rollback(self.clients.lambda_, function, to)
-        return describe_live(self.clients.lambda_, function)
+        alias, _ = rollback(self.clients.lambda_, function, to)
+        return describe_live(self.clients.lambda_, function, alias)

@@ -2,7 +2,7 @@
 
 The ``Deploy`` facade and scripts that deploy without a gate use it: publish the
 candidate (:func:`tdv_airflow.core.versions.publish_candidate`) and move all of the
-``live`` alias to it (:func:`tdv_airflow.core.rollout.advance` with ``[1.0]``). A DAG
+``live`` alias to it (:func:`tdv_airflow.core.rollout.promote_step` with ``[1.0]``). A DAG
 validates first (``ValidateCandidateOperator``) and promotes by strategy
 (``PromoteOperator``).
 """
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tdv_airflow.core.clients import AwsClients
-from tdv_airflow.core.rollout import advance, describe_live, ensure_invoke_permission, target_of
+from tdv_airflow.core.rollout import describe_live, promote_step, target_of
 from tdv_airflow.core.versions import function_identity, publish_candidate
 
 
@@ -31,6 +31,5 @@ def release(clients: AwsClients, stack: Mapping[str, Any], identity: str | None 
     current = function_identity(stack.get("Parameters") or [])
     record = publish_candidate(clients.lambda_, target.function_name, identity or current,
                                current, run_id=run_id)
-    advance(clients.lambda_, target.function_name, record.version, [1.0], 1.0)
-    ensure_invoke_permission(clients.lambda_, target.function_name, target.source_arn)
-    return describe_live(clients.lambda_, target.function_name)
+    step = promote_step(clients.lambda_, target, record.version, [1.0], 1.0)
+    return describe_live(clients.lambda_, target.function_name, step.alias)

@@ -361,17 +361,37 @@ def target_of(stack: Mapping[str, Any]) -> Target:
                   alarm_names=alarm_names_of(outputs))
 
 
-def describe_live(lam: Any, function_name: str) -> dict[str, Any]:
+def promote_step(lam: Any, target: Target, candidate: str, weights: Sequence[float],
+                 bake_seconds: float, firing: Sequence[Mapping[str, str]] = ()) -> Step:
+    """One :func:`advance`; once live, API Gateway's permission to invoke the alias is made
+    sure of on every live step (a task killed between the two calls: its retry repairs).
+
+    :param lam: a Lambda client.
+    :param target: the stack's rollout target.
+    :param candidate: the validated version.
+    :param weights: the plan (:func:`plan`).
+    :param bake_seconds: how long each step but the last is watched.
+    :param firing: alarms in ALARM now.
+    """
+    step = advance(lam, target.function_name, candidate, weights, bake_seconds, firing)
+    if step.phase == "live":
+        ensure_invoke_permission(lam, target.function_name, target.source_arn)
+    return step
+
+
+def describe_live(lam: Any, function_name: str, alias: AliasState | None = None
+                  ) -> dict[str, Any]:
     """Which versions answer now, with their share and where each came from: the one
     answer to "which model is live?".
 
     :param lam: a Lambda client.
     :param function_name: the function.
+    :param alias: the alias as the caller just read or set it (default: read it).
     :returns: ``{"alias", "version", "previous", "serving": [{"version", "share",
         "model_s3_key", "model_sha256", "run_id", "published_at", ...}]}``; ``version``
         is ``None`` before the first promotion.
     """
-    alias = read_alias(lam, function_name)
+    alias = alias or read_alias(lam, function_name)
     if alias is None:
         return {"alias": LIVE_ALIAS, "version": None, "previous": None, "serving": []}
     serving = [{**get_version(lam, function_name, version).as_dict(), "share": share}

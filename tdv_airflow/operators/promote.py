@@ -156,7 +156,7 @@ class PromoteOperator(AwsConnectionMixin, BaseSensorOperator):
         """Read the alias and alarms, take one step, log it; fail on a rollback."""
         from tdv_airflow.core.alarms import firing
         from tdv_airflow.core.clients import aws_reachable
-        from tdv_airflow.core.rollout import advance, ensure_invoke_permission, target_of
+        from tdv_airflow.core.rollout import promote_step, target_of
         from tdv_airflow.core.versions import check_version
         from tdv_airflow.exceptions import AlarmRollbackError
         from tdv_airflow.operators.rollout import described_stack
@@ -168,11 +168,7 @@ class PromoteOperator(AwsConnectionMixin, BaseSensorOperator):
             target = target_of(described_stack(clients, str(self.stack_name)))
             alarms = self._alarms(target)
             fired = firing(clients.cloudwatch, alarms) if alarms and len(weights) > 1 else []
-            step = advance(clients.lambda_, target.function_name, version, weights, bake,
-                           fired)
-            if step.changed and step.phase == "live":
-                ensure_invoke_permission(clients.lambda_, target.function_name,
-                                         target.source_arn)
+            step = promote_step(clients.lambda_, target, version, weights, bake, fired)
         if step.phase == "rolled_back":
             named = "; ".join(f"{a['name']} since {a['since']}: {a['reason']}" for a in fired)
             error = AlarmRollbackError(
@@ -195,7 +191,7 @@ class PromoteOperator(AwsConnectionMixin, BaseSensorOperator):
         lam = self.clients.lambda_
         retired = prune(lam, target.function_name, keep_count(self.keep_versions),
                         {step.alias.version, step.alias.previous or ""})
-        live = describe_live(lam, target.function_name)
+        live = describe_live(lam, target.function_name, step.alias)
         self.log.info("version %s is live (model %s); previous: %s; retired: %s",
                       step.alias.version, [s.get("model_s3_key") for s in live["serving"]],
                       step.alias.previous, retired or "none")

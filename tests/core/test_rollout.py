@@ -185,3 +185,23 @@ def test_a_function_changed_while_publishing_publishes_nothing(code: str) -> Non
         with pytest.raises(RolloutError, match="changed between reading and publishing"):
             versions.publish_candidate(client, FN, "id", "id", "run")
         stubber.assert_no_pending_responses()
+
+
+def test_a_promotion_killed_before_the_permission_is_repaired_by_its_retry(lam: Any) -> None:
+    """The alias exists (the first promotion's CreateAlias went through) but the task died
+    before AddPermission: the retry changes no weight and adds the permission."""
+    import json
+
+    v1 = _deploy(lam, "m1").version
+    rollout.advance(lam, FN, v1, [1.0], 60)  # what the killed task managed to do
+    target = rollout.Target(FN, FN, "arn:aws:execute-api:us-east-1:123456789012:api/*/POST/"
+                            "predict", [])
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.get_policy(FunctionName=FN, Qualifier="live")
+    step = rollout.promote_step(lam, target, v1, [1.0], 60)
+    assert (step.phase, step.changed) == ("live", False)
+    policy = json.loads(lam.get_policy(FunctionName=FN, Qualifier="live")["Policy"])
+    assert [s["Sid"] for s in policy["Statement"]] == [rollout.PERMISSION_SID]
+    rollout.promote_step(lam, target, v1, [1.0], 60)  # again: nothing added twice
+    policy = json.loads(lam.get_policy(FunctionName=FN, Qualifier="live")["Policy"])
+    assert len(policy["Statement"]) == 1
