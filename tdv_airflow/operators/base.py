@@ -53,6 +53,22 @@ def is_literal(value: Any) -> bool:
     return not hasattr(value, "resolve")
 
 
+def described_stack(clients: AwsClients, stack_name: str) -> dict[str, Any]:
+    """The stack's ``describe_stacks`` entry.
+
+    :param clients: the task's clients.
+    :param stack_name: the stack.
+    :raises StackNotFoundError: when it does not exist.
+    """
+    from tdv_airflow.core.stacks import describe
+    from tdv_airflow.exceptions import StackNotFoundError
+
+    stack = describe(clients.cloudformation, stack_name)
+    if stack is None:
+        raise StackNotFoundError(stack_name)
+    return stack
+
+
 class AwsConnectionMixin(BaseOperator, ConnectionArguments):
     """Adds ``aws_conn_id``, ``region_name``, ``verify`` and ``botocore_config``.
 

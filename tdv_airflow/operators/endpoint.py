@@ -17,7 +17,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tdv_airflow.links import ApiEndpointLink
-from tdv_airflow.operators.base import AwsConnectionMixin, aws_template_fields, is_literal
+from tdv_airflow.operators.base import (
+    AwsConnectionMixin,
+    aws_template_fields,
+    described_stack,
+    is_literal,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -80,18 +85,15 @@ class EndpointCheckOperator(AwsConnectionMixin):
         :param context: the task context.
         """
         from tdv_airflow.core.clients import aws_reachable
-        from tdv_airflow.core.stacks import describe, outputs_of
+        from tdv_airflow.core.stacks import outputs_of
         from tdv_airflow.core.validation import check_stack_name
-        from tdv_airflow.exceptions import StackNotFoundError
         from tdv_airflow.operators.checks import check_expected_predictions, predictions_of
 
         stack_name = check_stack_name(self.stack_name)
         expected = check_expected_predictions(self.expected_predictions)
         clients = self.clients
         with aws_reachable(f"test request to the endpoint of stack {stack_name!r}"):
-            stack = describe(clients.cloudformation, stack_name)
-            if stack is None:
-                raise StackNotFoundError(stack_name)
+            stack = described_stack(clients, stack_name)
             status, body = self._call(clients, stack)
         answer = {"stack_name": stack_name,
                   "api_endpoint": outputs_of(stack).get("ApiEndpoint"),

@@ -18,7 +18,12 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
 from tdv_airflow.links import CloudFormationStackLink
-from tdv_airflow.operators.base import AwsConnectionMixin, aws_template_fields, is_literal
+from tdv_airflow.operators.base import (
+    AwsConnectionMixin,
+    aws_template_fields,
+    described_stack,
+    is_literal,
+)
 from tdv_airflow.operators.config import (
     default_deferrable,
     default_poll_interval,
@@ -159,7 +164,6 @@ class PromoteOperator(AwsConnectionMixin, BaseSensorOperator):
         from tdv_airflow.core.rollout import promote_step, target_of
         from tdv_airflow.core.versions import check_version
         from tdv_airflow.exceptions import AlarmRollbackError
-        from tdv_airflow.operators.rollout import described_stack
 
         weights, bake = self._settings()
         version = check_version(self.version)

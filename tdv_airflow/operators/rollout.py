@@ -13,7 +13,12 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tdv_airflow.links import CloudFormationStackLink
-from tdv_airflow.operators.base import AwsConnectionMixin, aws_template_fields, is_literal
+from tdv_airflow.operators.base import (
+    AwsConnectionMixin,
+    aws_template_fields,
+    described_stack,
+    is_literal,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -22,22 +27,6 @@ if TYPE_CHECKING:
 
 #: How much of an answer's body an error quotes.
 _QUOTE_LIMIT = 2000
-
-
-def described_stack(clients: AwsClients, stack_name: str) -> dict[str, Any]:
-    """The stack's ``describe_stacks`` entry.
-
-    :param clients: the task's clients.
-    :param stack_name: the stack.
-    :raises StackNotFoundError: when it does not exist.
-    """
-    from tdv_airflow.core.stacks import describe
-    from tdv_airflow.exceptions import StackNotFoundError
-
-    stack = describe(clients.cloudformation, stack_name)
-    if stack is None:
-        raise StackNotFoundError(stack_name)
-    return stack
 
 
 def check_requests(requests: Any) -> list[dict[str, Any]]:
