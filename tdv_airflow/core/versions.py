@@ -43,7 +43,8 @@ IDENTITY_PARAMETERS = (
     "ArtifactBucket", "ModelKey", "ModelSha256", "PreproKey", "PreproSha256", "CodeKey",
     "CodeSha256", "LayerKey", "LayerSha256", "DepsLayerKey", "DepsLayerSha256",
     "ExtraLayerArns", "Runtime", "Architecture", "PicklePythonVersion", "DillVersion",
-    "MemorySize", "Timeout", "EphemeralStorage",
+    "MemorySize", "Timeout", "EphemeralStorageSize", "SnapStart", "DepsBundleKey",
+    "DepsBundleSha256",
 )
 
 #: Lambda's limit on a version's description.
