@@ -22,8 +22,10 @@ the stack's service role, when moto enforces IAM), :mod:`~tdv_airflow.local.fix_
 (``AWS::CloudWatch::Alarm`` in stacks), :mod:`~tdv_airflow.local.fix_lambda_versions`
 (``PublishVersion`` numbers immutable snapshots, only on change, with its guards),
 :mod:`~tdv_airflow.local.fix_lambda_aliases` (alias ``RevisionId``, routing checks, a
-version an alias uses is not deleted) and :mod:`~tdv_airflow.local.fix_lambda_policies`
-(a resource policy per version and alias).
+version an alias uses is not deleted), :mod:`~tdv_airflow.local.fix_lambda_policies`
+(a resource policy per version and alias) and
+:mod:`~tdv_airflow.local.fix_provisioned_concurrency` (provisioned concurrency on a
+version or an alias).
 ``TDV_MOTO_FIXES`` (comma-separated names of :data:`FIXES`, empty for none) chooses
 which are installed; unset, all are. Without moto the module is not importable (the
 ``local`` extra).
@@ -55,6 +57,7 @@ FIXES = (
     "fix_lambda_versions",  # published versions are numbered, immutable snapshots
     "fix_lambda_aliases",  # alias RevisionId, routing checks, versions aliases use
     "fix_lambda_policies",  # a policy per version and alias; duplicate ids refused
+    "fix_provisioned_concurrency",  # Put/Get/Delete/List on a version or an alias
 )
 #: The environment variable naming the fixes to install (all when unset).
 FIXES_ENV = "TDV_MOTO_FIXES"
