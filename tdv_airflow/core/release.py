@@ -32,4 +32,5 @@ def release(clients: AwsClients, stack: Mapping[str, Any], identity: str | None 
     record = publish_candidate(clients.lambda_, target.function_name, identity or current,
                                current, run_id=run_id)
     step = promote_step(clients.lambda_, target, record.version, [1.0], 1.0)
-    return describe_live(clients.lambda_, target.function_name, step.alias)
+    return describe_live(clients.lambda_, target.function_name, step.alias,
+                         front_door=target.front_door)

@@ -26,6 +26,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tdv_airflow.core.front_door_aws import (  # noqa: F401 - re-exported (moved there)
+    PERMISSION_SID,
+    ensure_front_door,
+    ensure_invoke_permission,
+    front_door_of,
+    function_url,
+    source_arn_of,
+)
 from tdv_airflow.core.versions import LIVE_ALIAS, check_version, get_version
 from tdv_airflow.exceptions import InvalidInputError, RolloutError, UnknownVersionError
 
@@ -33,8 +41,6 @@ log = logging.getLogger(__name__)
 
 #: Promotion strategies: every step's share of traffic for the candidate.
 STRATEGIES = ("all_at_once", "canary", "linear")
-#: The statement letting API Gateway invoke the alias (added with the alias).
-PERMISSION_SID = "tdv-airflow-api-live"
 
 
 def plan(strategy: Any, canary_weight: Any = 0.1, linear_steps: Any = 4) -> list[float]:
@@ -171,30 +177,6 @@ def _write(lam: Any, function_name: str, alias: AliasState | None, version: str,
                       revision_id=got.get("RevisionId"), state=dict(state))
 
 
-def ensure_invoke_permission(lam: Any, function_name: str, source_arn: str) -> bool:
-    """Let API Gateway invoke the ``live`` alias (once; a retry adds nothing).
-
-    :param lam: a Lambda client.
-    :param function_name: the function.
-    :param source_arn: the API's ``execute-api`` ARN pattern (``.../*/POST/predict``).
-    :returns: whether the permission was added now.
-    """
-    try:
-        policy = json.loads(lam.get_policy(FunctionName=function_name,
-                                           Qualifier=LIVE_ALIAS)["Policy"])
-        if any(s.get("Sid") == PERMISSION_SID for s in policy.get("Statement") or []):
-            return False
-    except lam.exceptions.ResourceNotFoundException:
-        pass
-    try:
-        lam.add_permission(FunctionName=function_name, Qualifier=LIVE_ALIAS,
-                           StatementId=PERMISSION_SID, Action="lambda:InvokeFunction",
-                           Principal="apigateway.amazonaws.com", SourceArn=source_arn)
-    except lam.exceptions.ResourceConflictException:
-        return False
-    return True
-
-
 @dataclass(frozen=True)
 class Step:
     """What one promotion step did.
@@ -313,17 +295,6 @@ def rollback(lam: Any, function_name: str, to: Any = "previous",
     return moved, True
 
 
-def source_arn_of(stack: Mapping[str, Any], api_id: str) -> str:
-    """The ``execute-api`` ARN pattern of the stack's ``POST /predict``.
-
-    :param stack: the stack's ``describe_stacks`` entry (its id gives partition, region
-        and account).
-    :param api_id: the REST API's id.
-    """
-    _, partition, _, region, account, _ = str(stack["StackId"]).split(":", 5)
-    return f"arn:{partition}:execute-api:{region}:{account}:{api_id}/*/POST/predict"
-
-
 @dataclass(frozen=True)
 class Target:
     """What a rollout moves, read from the stack's outputs.
@@ -332,12 +303,16 @@ class Target:
     :param function_name: its function.
     :param source_arn: the API's ``execute-api`` ARN pattern (the alias's permission).
     :param alarm_names: the alarms a bake watches (the ``AlarmNames`` output).
+    :param front_door: ``"rest"``, ``"http"`` or ``"url"`` (the ``FrontDoor`` output).
+    :param endpoint_auth: the ``EndpointAuth`` output (a function URL's auth type).
     """
 
     stack_name: str
     function_name: str
     source_arn: str
     alarm_names: list[str]
+    front_door: str = "rest"
+    endpoint_auth: str = "AWS_IAM"
 
 
 def target_of(stack: Mapping[str, Any]) -> Target:
@@ -358,13 +333,16 @@ def target_of(stack: Mapping[str, Any]) -> Target:
     return Target(stack_name=str(stack["StackName"]),
                   function_name=outputs["FunctionName"],
                   source_arn=source_arn_of(stack, outputs.get("ApiId") or "*"),
-                  alarm_names=alarm_names_of(outputs))
+                  alarm_names=alarm_names_of(outputs), front_door=front_door_of(outputs),
+                  endpoint_auth=str(outputs.get("EndpointAuth") or "AWS_IAM"))
 
 
 def promote_step(lam: Any, target: Target, candidate: str, weights: Sequence[float],
                  bake_seconds: float, firing: Sequence[Mapping[str, str]] = ()) -> Step:
-    """One :func:`advance`; once live, API Gateway's permission to invoke the alias is made
-    sure of on every live step (a task killed between the two calls: its retry repairs).
+    """One :func:`advance`; once live, the front door is made sure of on every live step
+    (API Gateway's permission on the alias, or the alias's function URL:
+    :func:`tdv_airflow.core.front_door_aws.ensure_front_door`); a task killed between the
+    two calls: its retry repairs.
 
     :param lam: a Lambda client.
     :param target: the stack's rollout target.
@@ -375,26 +353,31 @@ def promote_step(lam: Any, target: Target, candidate: str, weights: Sequence[flo
     """
     step = advance(lam, target.function_name, candidate, weights, bake_seconds, firing)
     if step.phase == "live":
-        ensure_invoke_permission(lam, target.function_name, target.source_arn)
+        ensure_front_door(lam, target.function_name, target.front_door, target.source_arn,
+                          target.endpoint_auth)
     return step
 
 
-def describe_live(lam: Any, function_name: str, alias: AliasState | None = None
-                  ) -> dict[str, Any]:
+def describe_live(lam: Any, function_name: str, alias: AliasState | None = None, *,
+                  front_door: str = "rest") -> dict[str, Any]:
     """Which versions answer now, with their share and where each came from: the one
     answer to "which model is live?".
 
     :param lam: a Lambda client.
     :param function_name: the function.
     :param alias: the alias as the caller just read or set it (default: read it).
+    :param front_door: the stack's (:attr:`Target.front_door`): a function URL's
+        ``endpoint`` is the alias's URL (``None`` before the first promotion).
     :returns: ``{"alias", "version", "previous", "serving": [{"version", "share",
-        "model_s3_key", "model_sha256", "run_id", "published_at", ...}]}``; ``version``
-        is ``None`` before the first promotion.
+        "model_s3_key", "model_sha256", "run_id", "published_at", ...}]}`` (and
+        ``endpoint`` for a function URL); ``version`` is ``None`` before the first
+        promotion.
     """
     alias = alias or read_alias(lam, function_name)
+    url = {"endpoint": function_url(lam, function_name)} if front_door == "url" else {}
     if alias is None:
-        return {"alias": LIVE_ALIAS, "version": None, "previous": None, "serving": []}
+        return {"alias": LIVE_ALIAS, "version": None, "previous": None, "serving": [], **url}
     serving = [{**get_version(lam, function_name, version).as_dict(), "share": share}
                for version, share in sorted(alias.serving().items())]
     return {"alias": LIVE_ALIAS, "version": alias.version, "previous": alias.previous,
-            "serving": serving}
+            "serving": serving, **url}

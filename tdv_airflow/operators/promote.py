@@ -195,7 +195,8 @@ class PromoteOperator(AwsConnectionMixin, BaseSensorOperator):
         lam = self.clients.lambda_
         retired = prune(lam, target.function_name, keep_count(self.keep_versions),
                         {step.alias.version, step.alias.previous or ""})
-        live = describe_live(lam, target.function_name, step.alias)
+        live = describe_live(lam, target.function_name, step.alias,
+                             front_door=target.front_door)
         self.log.info("version %s is live (model %s); previous: %s; retired: %s",
                       step.alias.version, [s.get("model_s3_key") for s in live["serving"]],
                       step.alias.previous, retired or "none")

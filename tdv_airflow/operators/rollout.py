@@ -214,7 +214,8 @@ class RollbackOperator(AwsConnectionMixin):
         with aws_reachable(f"rollback of stack {stack_name!r}"):
             target = target_of(described_stack(clients, stack_name))
             alias, changed = rollback(clients.lambda_, target.function_name, to, operation)
-            live = describe_live(clients.lambda_, target.function_name, alias)
+            live = describe_live(clients.lambda_, target.function_name, alias,
+                                 front_door=target.front_door)
         self.log.info("%s: alias live of %s -> version %s (model %s)",
                       "rolled back" if changed else "already rolled back by this task",
                       target.function_name, alias.version,
