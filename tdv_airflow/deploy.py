@@ -20,6 +20,7 @@ from typing import Any
 
 from tdv_airflow.core import deployment, stacks
 from tdv_airflow.core.clients import AwsClients, UserAwsAuth
+from tdv_airflow.core.function_options import FunctionOptions, stamp_architecture
 from tdv_airflow.core.naming import stack_name_from
 from tdv_airflow.core.pickling import resolve_callable
 from tdv_airflow.core.release import release as release_stack
@@ -75,6 +76,12 @@ class Deploy:
         as a warning).
     :param role_arn: a CloudFormation service role that creates the stack's resources
         (see ``docs/iam.md``); ``None`` lets CloudFormation use the caller's permissions.
+    :param function_options: how the function runs: a
+        :class:`~tdv_airflow.core.function_options.FunctionOptions` or a dict of its fields,
+        e.g. ``{"architecture": "arm64", "memory_size": 2048, "timeout": 20,
+        "ephemeral_storage": 1024, "provisioned_concurrency": 2, "snap_start": False,
+        "front_door": "http"}``; checked alone and together (with ``endpoint_auth``,
+        ``stack_parameters`` and this worker's Python) here, before anything is uploaded.
     """
 
     def __init__(
@@ -99,6 +106,7 @@ class Deploy:
         extra_layer_arns: Sequence[str] | str | None = None,
         endpoint_auth: str = "iam",
         role_arn: str | None = None,
+        function_options: FunctionOptions | Mapping[str, Any] | None = None,
     ) -> None:
         self.bucket = bucket
         self.model_s3_key = model_s3_key
@@ -119,6 +127,8 @@ class Deploy:
         self.extra_layer_arns = extra_layer_arns
         self.endpoint_auth = check_endpoint_auth(endpoint_auth)
         self.role_arn = check_role_arn(role_arn)
+        self.function_options = FunctionOptions.coerce(function_options).check(
+            endpoint_auth=self.endpoint_auth, region=self.region, extra=self.stack_parameters)
         self.clients = AwsClients.from_auth(auth_object, region)
         self.last_prepare: deployment.PrepareResult | None = None
 
@@ -130,16 +140,19 @@ class Deploy:
         :returns: ``s3_lbd_key``, ``url_s3_stack_template``, ``s3_prepro_fn_location`` and
             the rest of the prepare contract.
         """
+        options = self.function_options
+        options.check_template(self.template_stack_local_path)
         result = deployment.prepare(
             self.clients, self.bucket, self.model_s3_key, self.prepro_fn,
             self.template_stack_local_path, self.deployment_lbd_local_path,
             self.layer_zip_local_path, self.s3_prefix, self.by_value_modules,
-            dependencies=self.dependencies, extra_layer_arns=self.extra_layer_arns,
+            dependencies=options.dependencies_for(self.dependencies),
+            extra_layer_arns=self.extra_layer_arns,
         )
         self.last_prepare = result
         if self.workdir:
             self._save_copies(result.response)
-        return result.response
+        return stamp_architecture(result.response, options)
 
     def _save_copies(self, response: Mapping[str, Any]) -> None:
         assert self.workdir is not None
@@ -172,7 +185,7 @@ class Deploy:
             self.clients, prepare_env_response, stack_name or self.stack_name,
             parameters=self.stack_parameters,
             poll_interval=self.poll_interval, endpoint_auth=self.endpoint_auth,
-            role_arn=self.role_arn)
+            role_arn=self.role_arn, function_options=self.function_options)
         if mode == 1:
             return created
         stack = stacks.wait_for_stack(self.clients.cloudformation, created["stack_id"],

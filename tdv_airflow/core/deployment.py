@@ -14,7 +14,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tdv_airflow.core import layers, stacks, versions
+from tdv_airflow.core.bundle import bundle_parameters
 from tdv_airflow.core.clients import AwsClients
+from tdv_airflow.core.function_options import (
+    FunctionOptions,
+    check_parameter_values,
+    stack_option_parameters,
+)
 from tdv_airflow.core.function_scope import scope_parameters
 from tdv_airflow.core.iam import BOUNDARY_PARAMETER, check_permissions_boundary_arn
 from tdv_airflow.core.prepare import (  # re-exported: the prepare step lives there
@@ -60,7 +66,8 @@ def stack_parameters(response: Mapping[str, Any], stack_name: str,
                      permissions_boundary_arn: str | None = None,
                      stack: Mapping[str, Any] | None = None,
                      retained: Sequence[tuple[str, str]] = (),
-                     region: str = "us-east-1") -> list[dict[str, str]]:
+                     region: str = "us-east-1",
+                     options: FunctionOptions | None = None) -> list[dict[str, str]]:
     """The CloudFormation parameters for a prepare result.
 
     :param response: the prepare result.
@@ -77,6 +84,9 @@ def stack_parameters(response: Mapping[str, Any], stack_name: str,
     :param retained: ``(bucket, key)`` of the artifacts the function's published versions
         read: its role keeps reading them (:func:`tdv_airflow.core.versions.list_versions`).
     :param region: the stack's region (the partition of the role's object ARNs).
+    :param options: the function's runtime options (``extra`` wins over them); the final
+        values are checked together (:func:`~tdv_airflow.core.function_options.
+        check_parameter_values`).
     :raises InvalidInputError: for another ``endpoint_auth``, or a non-default one with a
         template that does not declare ``EndpointAuth``; for a boundary that is not a
         policy ARN or a template that does not declare ``PermissionsBoundaryArn``.
@@ -118,7 +128,10 @@ def stack_parameters(response: Mapping[str, Any], stack_name: str,
                 "templates/stack_template.json); this one does not")
         values[BOUNDARY_PARAMETER] = permissions_boundary_arn
     values.update(scope_parameters(response, stack, retained, region))
+    values.update(stack_option_parameters(response, options or FunctionOptions()))
+    values.update(bundle_parameters(response, (options or FunctionOptions()).ephemeral_storage))
     values.update(extra or {})
+    check_parameter_values(values, region=region)
     check_permissions_boundary_arn(values.get(BOUNDARY_PARAMETER) or None)
     declared: dict[str, Any] = {name: {} for name in response["template_parameters"]}
     return build_parameters({"Parameters": declared}, values)
@@ -139,6 +152,7 @@ def create_stack(
     endpoint_auth: str = "iam",
     role_arn: str | None = None,
     permissions_boundary_arn: str | None = None,
+    function_options: FunctionOptions | Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Create or update the deployment stack (does not wait for it to finish).
 
@@ -166,6 +180,8 @@ def create_stack(
     :param permissions_boundary_arn: the managed policy that bounds the function role
         (``PermissionsBoundaryArn``); the published service role policy creates roles only
         with it (``docs/iam.md``).
+    :param function_options: how the function runs (a
+        :class:`~tdv_airflow.core.function_options.FunctionOptions` or a dict of its fields).
     :returns: the create contract (``stack_id``, ``stack_name``, ``stack_status``,
         ``fingerprint``), ``operation`` (``"existing_version"`` when a published version
         already runs this deployment: the stack is left as it is), ``identity`` (of the
@@ -177,6 +193,7 @@ def create_stack(
     check_role_arn(role_arn)
     check_permissions_boundary_arn(permissions_boundary_arn)
     check_capacity_parameters(parameters)
+    options = FunctionOptions.coerce(function_options)
     response = check_prepare_response(prepare_response)
     existing = stacks.describe(clients.cloudformation, stack_name)
     function_name = function_name_for(stack_name)
@@ -184,7 +201,8 @@ def create_stack(
     params = stack_parameters(response, stack_name, parameters, endpoint_auth=endpoint_auth,
                               permissions_boundary_arn=permissions_boundary_arn, stack=existing,
                               retained=[a for r in published for a in r.artifacts()],
-                              region=clients.region_name)
+                              region=clients.region_name,
+                              options=options)
     if any(p["ParameterKey"] == "EndpointAuth" and p["ParameterValue"] == "NONE"
            for p in params):
         log.warning("!!! stack %s: endpoint_auth='none' makes POST /predict PUBLIC: anyone "

@@ -201,6 +201,20 @@ class FunctionOptions:
             out[parameter] = value
         return out
 
+    def check_template(self, template_path: Any = None) -> None:
+        """Refuse options the template cannot take (before anything is uploaded).
+
+        :param template_path: a template file; the shipped one when ``None``.
+        :raises InvalidInputError: naming the option and the parameter it needs.
+        """
+        from tdv_airflow.core.resources import default_template_path
+        from tdv_airflow.core.template import read_template
+
+        if not self.to_parameters():
+            return
+        _, body = read_template(template_path or default_template_path())
+        self.to_parameters(body.get("Parameters") or {})
+
     def dependencies_for(self, dependencies: Any) -> Any:
         """``dependencies`` built for :attr:`architecture` (unchanged when it is ``None``).
 

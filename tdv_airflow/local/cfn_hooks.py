@@ -38,5 +38,6 @@ def run_after(model: type, method: str, step: Callable[[Any, dict[str, Any]], No
         return resource
 
     setattr(wrapped, mark, True)
+    wrapped.__wrapped__ = original.__func__  # type: ignore[attr-defined]  # a later wrap binds
     setattr(model, method, classmethod(wrapped))
     return True

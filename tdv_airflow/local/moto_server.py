@@ -23,9 +23,10 @@ the stack's service role, when moto enforces IAM), :mod:`~tdv_airflow.local.fix_
 (``PublishVersion`` numbers immutable snapshots, only on change, with its guards),
 :mod:`~tdv_airflow.local.fix_lambda_aliases` (alias ``RevisionId``, routing checks, a
 version an alias uses is not deleted), :mod:`~tdv_airflow.local.fix_lambda_policies`
-(a resource policy per version and alias) and
+(a resource policy per version and alias),
 :mod:`~tdv_airflow.local.fix_provisioned_concurrency` (provisioned concurrency on a
-version or an alias).
+version or an alias) and :mod:`~tdv_airflow.local.fix_function_settings` (a function's
+``EphemeralStorage`` and ``SnapStart`` through CloudFormation).
 ``TDV_MOTO_FIXES`` (comma-separated names of :data:`FIXES`, empty for none) chooses
 which are installed; unset, all are. Without moto the module is not importable (the
 ``local`` extra).
@@ -58,6 +59,7 @@ FIXES = (
     "fix_lambda_aliases",  # alias RevisionId, routing checks, versions aliases use
     "fix_lambda_policies",  # a policy per version and alias; duplicate ids refused
     "fix_provisioned_concurrency",  # Put/Get/Delete/List on a version or an alias
+    "fix_function_settings",  # EphemeralStorage and SnapStart through CloudFormation
 )
 #: The environment variable naming the fixes to install (all when unset).
 FIXES_ENV = "TDV_MOTO_FIXES"

@@ -50,12 +50,17 @@ class PrepareDeploymentOperator(AwsConnectionMixin):
         ``{"from_installed": [...]}``) or a list of requirement lines (templated).
     :param extra_layer_arns: existing Lambda layer ARNs attached after tdv-airflow's
         layers (templated).
+    :param function_options: how the function runs, the dict of
+        :class:`tdv_airflow.core.function_options.FunctionOptions` fields (templated): its
+        ``architecture`` builds the dependency layer (and must agree with theirs); all of it
+        is checked here, before anything is uploaded. Give the same to
+        :class:`CreateStackOperator`.
     """
 
     template_fields: Sequence[str] = aws_template_fields(
         "bucket", "model_s3_key", "s3_prefix", "template_stack_local_path",
         "deployment_lbd_local_path", "layer_zip_local_path", "dependencies",
-        "extra_layer_arns")
+        "extra_layer_arns", "function_options")
     ui_color = "#d5e8d4"
 
     def __init__(
@@ -71,9 +76,12 @@ class PrepareDeploymentOperator(AwsConnectionMixin):
         by_value_modules: Sequence[str] = (),
         dependencies: Mapping[str, Any] | Sequence[str] | None = None,
         extra_layer_arns: Sequence[str] | str | None = None,
+        function_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if is_literal(function_options):
+            _checked_options(function_options)
         if not callable(prepro_fn) and not isinstance(prepro_fn, str):
             from tdv_airflow.exceptions import InvalidInputError
 
@@ -90,6 +98,7 @@ class PrepareDeploymentOperator(AwsConnectionMixin):
         self.by_value_modules = tuple(by_value_modules)
         self.dependencies = dependencies
         self.extra_layer_arns = extra_layer_arns
+        self.function_options: Any = function_options
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Prepare the artifacts; return the prepare contract.
@@ -98,8 +107,11 @@ class PrepareDeploymentOperator(AwsConnectionMixin):
         """
         from tdv_airflow.core import deployment
         from tdv_airflow.core.clients import aws_reachable
+        from tdv_airflow.core.function_options import stamp_architecture
         from tdv_airflow.core.pickling import resolve_callable
 
+        options = _checked_options(self.function_options)
+        options.check_template(self.template_stack_local_path or None)
         optional = {"s3_prefix": self.s3_prefix} if self.s3_prefix else {}
         with aws_reachable(f"prepare of s3://{self.bucket}/{self.model_s3_key}"):
             result = deployment.prepare(
@@ -109,12 +121,12 @@ class PrepareDeploymentOperator(AwsConnectionMixin):
                 deployment_lbd_local_path=self.deployment_lbd_local_path or None,
                 layer_zip_local_path=self.layer_zip_local_path or None,
                 by_value_modules=self.by_value_modules,
-                dependencies=self.dependencies or None,
+                dependencies=options.dependencies_for(self.dependencies or None),
                 extra_layer_arns=self.extra_layer_arns or None, **optional,
             )
         self.log.info("uploaded %s (%d bytes); every other artifact was already in S3",
                       result.uploaded or "nothing", result.bytes_sent)
-        return result.response
+        return stamp_architecture(result.response, options)
 
 
 class CreateStackOperator(AwsConnectionMixin):
@@ -161,11 +173,16 @@ class CreateStackOperator(AwsConnectionMixin):
         (public; logged as a warning) (templated).
     :param role_arn: a CloudFormation service role that creates the resources, so the
         connection's identity needs only ``iam:PassRole`` on it (templated).
+    :param function_options: how the function runs (memory, timeout, ephemeral storage,
+        provisioned concurrency on the alias ``live``, SnapStart, front door): the dict of
+        :class:`tdv_airflow.core.function_options.FunctionOptions` fields (templated),
+        checked with ``endpoint_auth`` and ``stack_parameters`` at construction when
+        literal, else first thing in :meth:`execute`.
     """
 
     template_fields: Sequence[str] = aws_template_fields(
         "prepare_env_response", "stack_name", "deployment", "on_exists", "tags",
-        "stack_parameters", "endpoint_auth", "role_arn")
+        "stack_parameters", "endpoint_auth", "role_arn", "function_options")
     operator_extra_links = (CloudFormationStackLink(),)
     ui_color = "#dae8fc"
 
@@ -184,6 +201,7 @@ class CreateStackOperator(AwsConnectionMixin):
         stack_parameters: Mapping[str, Any] | None = None,
         endpoint_auth: str = "iam",
         role_arn: str | None = None,
+        function_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -201,6 +219,9 @@ class CreateStackOperator(AwsConnectionMixin):
         for value, check in checks:
             if is_literal(value):
                 check(value)
+        if all(is_literal(v) for v in (function_options, endpoint_auth, stack_parameters)):
+            _checked_options(function_options, endpoint_auth, stack_parameters)
+        self.function_options: Any = function_options
         self.prepare_env_response: Any = prepare_env_response  # checked by the core
         self.stack_name = stack_name
         self.deployment = deployment
@@ -265,6 +286,7 @@ class CreateStackOperator(AwsConnectionMixin):
         from tdv_airflow.core.retention import DEPLOYMENT_TAG
         from tdv_airflow.operators.checks import check_deployment
 
+        _checked_options(self.function_options, self.endpoint_auth, self.stack_parameters)
         tags = dict(self.tags or {})
         if self.deployment is not None:
             tags[DEPLOYMENT_TAG] = check_deployment(self.deployment)
@@ -274,7 +296,8 @@ class CreateStackOperator(AwsConnectionMixin):
             self.clients, self.prepare_env_response, self.stack_name,
             parameters=self.stack_parameters, tags=tags, on_exists=self.on_exists,
             client_request_token=token, poll_interval=self.poll_interval,
-            endpoint_auth=self.endpoint_auth, role_arn=self.role_arn or None)
+            endpoint_auth=self.endpoint_auth, role_arn=self.role_arn or None,
+            function_options=self.function_options)
         self.log.info("stack %s %s (%s)", self.stack_name, result["operation"],
                       result["stack_status"])
         return {key: result[key] for key in CREATE_KEYS}
@@ -295,3 +318,18 @@ class CreateStackOperator(AwsConnectionMixin):
                                       max_attempts=self.max_attempts, on_poll=log_progress,
                                       expected_fingerprint=fingerprint)
         return {**stacks.summary(stack), "fingerprint": fingerprint}
+
+
+def _checked_options(options: Any, endpoint_auth: Any = None,
+                     stack_parameters: Any = None) -> Any:
+    """The task's function options, checked alone and with the endpoint's auth mode and
+    the stack parameters (:meth:`tdv_airflow.core.function_options.FunctionOptions.check`).
+
+    :raises InvalidInputError: naming the bad value and what is expected.
+    """
+    from tdv_airflow.core.function_options import FunctionOptions
+    from tdv_airflow.core.validation import check_endpoint_auth
+
+    auth = check_endpoint_auth(endpoint_auth) if endpoint_auth is not None else None
+    extra = stack_parameters if isinstance(stack_parameters, Mapping) else None
+    return FunctionOptions.coerce(options).check(endpoint_auth=auth, extra=extra)
