@@ -26,7 +26,9 @@ version an alias uses is not deleted), :mod:`~tdv_airflow.local.fix_lambda_polic
 (a resource policy per version and alias),
 :mod:`~tdv_airflow.local.fix_provisioned_concurrency` (provisioned concurrency on a
 version or an alias) and :mod:`~tdv_airflow.local.fix_function_settings` (a function's
-``EphemeralStorage`` and ``SnapStart`` through CloudFormation).
+``EphemeralStorage`` and ``SnapStart`` through CloudFormation);
+:mod:`~tdv_airflow.local.fix_apigatewayv2` (an HTTP API in stacks) and
+:mod:`~tdv_airflow.local.fix_function_url` (a function URL per alias).
 ``TDV_MOTO_FIXES`` (comma-separated names of :data:`FIXES`, empty for none) chooses
 which are installed; unset, all are. Without moto the module is not importable (the
 ``local`` extra).
@@ -60,6 +62,8 @@ FIXES = (
     "fix_lambda_policies",  # a policy per version and alias; duplicate ids refused
     "fix_provisioned_concurrency",  # Put/Get/Delete/List on a version or an alias
     "fix_function_settings",  # EphemeralStorage and SnapStart through CloudFormation
+    "fix_apigatewayv2",  # AWS::ApiGatewayV2 Api/Integration/Route/Stage in CloudFormation
+    "fix_function_url",  # a function URL per qualifier (the alias live)
 )
 #: The environment variable naming the fixes to install (all when unset).
 FIXES_ENV = "TDV_MOTO_FIXES"
