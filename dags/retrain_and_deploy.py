@@ -71,6 +71,10 @@ def per_version_only(context: Any) -> None:
         raise AirflowSkipException("stable mode: no version stack to retire")
 
 
+#: The function's runtime options, each from the Param of its name (FunctionOptions).
+OPTIONS = {name: "{{ params." + name + " }}" for name in (
+    "architecture", "memory_size", "timeout", "ephemeral_storage", "provisioned_concurrency",
+    "snap_start", "front_door")}
 SAMPLE = {"instances": [dict(zip(FEATURES, (5.1, 3.5, 1.4, 0.2), strict=True)),
                         dict(zip(FEATURES, (6.7, 3.0, 5.2, 2.3), strict=True))]}
 
@@ -111,6 +115,21 @@ with DAG(
                                exclusiveMinimum=0, exclusiveMaximum=1),
         "bake_seconds": Param(600, "Alarms watched per step, e.g. 600.", type="integer",
                               minimum=1),
+        "architecture": Param("x86_64", "CPU: x86_64, or arm64 (Graviton, about 20 % cheaper; "
+                              "dependencies are built for it).", enum=["x86_64", "arm64"]),
+        "memory_size": Param(1024, "Function memory in MB, 128 to 10240 (CPU grows with it).",
+                             type="integer", minimum=128, maximum=10240),
+        "timeout": Param(28, "Function timeout in seconds, below the front door's: rest at most "
+                         "28, http 29, url 900.", type="integer", minimum=1, maximum=900),
+        "ephemeral_storage": Param(None, "Ephemeral storage (/tmp) in MB, 512 to 10240 (null: "
+                                   "512, or what a bundle needs).", type=["null", "integer"],
+                                   minimum=512, maximum=10240),
+        "provisioned_concurrency": Param(0, "Environments kept initialised on the live alias, "
+                                         "e.g. 2 (0: none).", type="integer", minimum=0),
+        "snap_start": Param(False, "SnapStart (Python 3.12+ workers; not with provisioned "
+                            "concurrency nor /tmp over 512 MB).", type="boolean"),
+        "front_door": Param("rest", "rest (REST API), http (HTTP API, cheaper) or url (function "
+                            "URL, free); API keys only on rest.", enum=["rest", "http", "url"]),
     },
 ) as dag:
 
@@ -146,11 +165,12 @@ with DAG(
         task_id="prepare_deployment", bucket="{{ params.bucket }}",
         model_s3_key=trained["model_s3_key"], prepro_fn=prepro_fn,
         template_stack_local_path="{{ params.template_path }}",
-        dependencies="{{ params.dependencies }}")
+        dependencies="{{ params.dependencies }}", function_options=OPTIONS)
     create = CreateStackOperator(  # starts the stack; the sensor waits for it
         task_id="create_stack", prepare_env_response=prepare.output,
         stack_name=trained["stack_name"], deployment=trained["deployment"],
-        on_exists="{{ params.on_exists }}", endpoint_auth="{{ params.endpoint_auth }}")
+        on_exists="{{ params.on_exists }}", endpoint_auth="{{ params.endpoint_auth }}",
+        function_options=OPTIONS)
     wait = StackStatusSensor(  # a stack rolled back to what create asked for is success
         task_id="wait_for_stack", stack_name=trained["stack_name"], timeout=3600,
         expected_fingerprint=create.output["fingerprint"])

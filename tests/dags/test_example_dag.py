@@ -52,6 +52,16 @@ def test_dagbag_loads_the_dag_without_errors_or_warnings() -> None:
     assert dag.params.get_param("strategy").schema["enum"] == ["all_at_once", "canary",
                                                                "linear"]
     assert {"model_name", "bucket", "on_exists", "smoke_payload"} <= set(dag.params)
+    # the runtime options: the form refuses what Lambda refuses
+    schema = {name: dag.params.get_param(name).schema for name in (
+        "memory_size", "timeout", "ephemeral_storage", "provisioned_concurrency")}
+    assert (schema["memory_size"]["minimum"], schema["memory_size"]["maximum"]) == (128, 10240)
+    assert (schema["timeout"]["minimum"], schema["timeout"]["maximum"]) == (1, 900)
+    assert schema["ephemeral_storage"]["minimum"] == 512
+    assert schema["provisioned_concurrency"]["minimum"] == 0
+    assert dag.params.get_param("architecture").schema["enum"] == ["x86_64", "arm64"]
+    assert dag.params.get_param("front_door").schema["enum"] == ["rest", "http", "url"]
+    assert dag.params.get_param("snap_start").schema["type"] == "boolean"
     dag.params.validate()
     # a user's DAG: Params described (arrays with an item type, so that the trigger form
     # sends numbers), no environment switch, the library's tag key, short
@@ -64,7 +74,7 @@ def test_dagbag_loads_the_dag_without_errors_or_warnings() -> None:
     source = DAG_FILE.read_text()
     assert "os.environ" not in source and "getenv" not in source
     assert "tdv-airflow:deployment" not in source
-    assert len(source.splitlines()) <= 170
+    assert len(source.splitlines()) <= 200
 
 
 def test_the_rollback_dag_takes_a_stack_and_a_version_from_the_trigger_form() -> None:
@@ -115,6 +125,22 @@ def _tail(text: str, lines: int = 80) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+#: Runtime options one end-to-end run sets through the DAG run's conf.
+OPTIONS = {"architecture": "x86_64", "memory_size": 1536, "timeout": 25,
+           "ephemeral_storage": 1024}
+
+
+def boto3_lambda(aws: Any) -> Any:
+    """A Lambda client on the emulator."""
+    import boto3
+
+    from tdv_airflow.local.aws import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY
+
+    return boto3.client("lambda", endpoint_url=aws.endpoint_url, region_name="us-east-1",
+                        aws_access_key_id=FAKE_ACCESS_KEY_ID,
+                        aws_secret_access_key=FAKE_SECRET_ACCESS_KEY)
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("mode", WAIT_MODES)
 def test_dag_runs_end_to_end_on_the_emulator(
@@ -123,8 +149,11 @@ def test_dag_runs_end_to_end_on_the_emulator(
     template = deployment_template_with_hold(tmp_path / "held_template.json")
     releaser = Releaser(cfn, aws.endpoint_url, "tdv-iris", hold_for=4.0)
     releaser.start()
+    conf: dict[str, Any] = {"template_path": str(template)}
+    if mode == WAIT_MODES[0]:  # one run with runtime options (the next runs reset them)
+        conf.update(OPTIONS)
     done = subprocess.run(
-        [AIRFLOW, "dags", "test", DAG_ID, "-c", json.dumps({"template_path": str(template)})],
+        [AIRFLOW, "dags", "test", DAG_ID, "-c", json.dumps(conf)],
         env={**airflow_env, **wait_settings(mode)}, capture_output=True, text=True,
         timeout=600, check=False)
     output = done.stdout + done.stderr
@@ -153,6 +182,13 @@ def test_dag_runs_end_to_end_on_the_emulator(
     assert run["xcoms"]["wait_for_stack/_link_ApiEndpointLink"] == endpoint["api_endpoint"]
     assert run["xcoms"]["create_stack/_link_CloudFormationStackLink"].startswith(
         "https://us-east-1.console.aws.amazon.com/cloudformation/home?region=us-east-1#")
+    if mode == WAIT_MODES[0]:
+        lam = boto3_lambda(aws)
+        config = lam.get_function_configuration(FunctionName="tdv-iris")
+        assert (config["MemorySize"], config["Timeout"]) == (1536, 25)
+        assert (config["Architectures"], config["EphemeralStorage"]) == (["x86_64"],
+                                                                         {"Size": 1024})
+        assert run["xcoms"]["prepare_deployment/return_value"]["architecture"] == "x86_64"
     version = run["xcoms"]["train_model/model_s3_key"].split("/")[2]
     assert len(version) == 15 and version[8] == "T", version
 
