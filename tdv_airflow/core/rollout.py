@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tdv_airflow.core.concurrency import ensure_provisioned_concurrency, wanted_of
 from tdv_airflow.core.front_door_aws import (  # noqa: F401 - re-exported (moved there)
     PERMISSION_SID,
     ensure_front_door,
@@ -305,6 +306,7 @@ class Target:
     :param alarm_names: the alarms a bake watches (the ``AlarmNames`` output).
     :param front_door: ``"rest"``, ``"http"`` or ``"url"`` (the ``FrontDoor`` output).
     :param endpoint_auth: the ``EndpointAuth`` output (a function URL's auth type).
+    :param provisioned_concurrency: what the stack asks for on the alias (0: none).
     """
 
     stack_name: str
@@ -313,6 +315,7 @@ class Target:
     alarm_names: list[str]
     front_door: str = "rest"
     endpoint_auth: str = "AWS_IAM"
+    provisioned_concurrency: int = 0
 
 
 def target_of(stack: Mapping[str, Any]) -> Target:
@@ -334,15 +337,17 @@ def target_of(stack: Mapping[str, Any]) -> Target:
                   function_name=outputs["FunctionName"],
                   source_arn=source_arn_of(stack, outputs.get("ApiId") or "*"),
                   alarm_names=alarm_names_of(outputs), front_door=front_door_of(outputs),
-                  endpoint_auth=str(outputs.get("EndpointAuth") or "AWS_IAM"))
+                  endpoint_auth=str(outputs.get("EndpointAuth") or "AWS_IAM"),
+                  provisioned_concurrency=wanted_of(stack))
 
 
 def promote_step(lam: Any, target: Target, candidate: str, weights: Sequence[float],
                  bake_seconds: float, firing: Sequence[Mapping[str, str]] = ()) -> Step:
     """One :func:`advance`; once live, the front door is made sure of on every live step
     (API Gateway's permission on the alias, or the alias's function URL:
-    :func:`tdv_airflow.core.front_door_aws.ensure_front_door`); a task killed between the
-    two calls: its retry repairs.
+    :func:`tdv_airflow.core.front_door_aws.ensure_front_door`), then the alias's
+    provisioned concurrency (:func:`tdv_airflow.core.concurrency.ensure_provisioned_concurrency`);
+    a task killed between the calls: its retry repairs.
 
     :param lam: a Lambda client.
     :param target: the stack's rollout target.
@@ -355,6 +360,8 @@ def promote_step(lam: Any, target: Target, candidate: str, weights: Sequence[flo
     if step.phase == "live":
         ensure_front_door(lam, target.function_name, target.front_door, target.source_arn,
                           target.endpoint_auth)
+        ensure_provisioned_concurrency(lam, target.function_name,
+                                       target.provisioned_concurrency)
     return step
 
 
