@@ -22,6 +22,9 @@ Environment contract (set by the CloudFormation stack):
     Version of dill that pickled the function. When the running interpreter's
     ``major.minor`` or the importable dill differ, nothing is unpickled: the function
     logs a line naming both versions and answers 500.
+``TDV_DEPS_BUNDLE_KEY`` / ``TDV_DEPS_BUNDLE_SHA256`` (optional)
+    A dependency bundle fetched, verified and put on ``sys.path`` before anything is
+    unpickled (``tdv_bundle.py``, zipped beside this file); a failure answers 500.
 ``TDV_MAX_BODY_BYTES`` (optional)
     Largest accepted request body in bytes (after base64 decoding); default 6291456,
     Lambda's 6 MB synchronous payload limit.
@@ -259,6 +262,21 @@ def _fetch_verified(client: Any, bucket: str, key: str, expected_sha256: str) ->
     return data
 
 
+def _attach_bundle(client: Any, bucket: str) -> None:
+    """Put the dependency bundle on ``sys.path`` when the stack attached one.
+
+    :raises _LoadError: when it cannot be fetched, verified or extracted.
+    """
+    if not os.environ.get("TDV_DEPS_BUNDLE_KEY", "").strip():
+        return
+    try:
+        import tdv_bundle  # noqa: TID253 - zipped beside this file
+
+        tdv_bundle.ensure_bundle(client, bucket)
+    except Exception as exc:  # BundleError, or tdv_bundle.py missing from a custom zip
+        raise _LoadError(f"dependency bundle: {type(exc).__name__}: {exc}") from exc
+
+
 def _load_from_s3() -> _Artifacts:
     """Download, verify and unpickle the model and the preprocessing function.
 
@@ -267,6 +285,7 @@ def _load_from_s3() -> _Artifacts:
     config = _read_config()
     dill = _check_versions(config)
     client = _s3_client()
+    _attach_bundle(client, config.bucket)
     model_bytes = _fetch_verified(client, config.bucket, config.model_key, config.model_sha256)
     prepro_bytes = _fetch_verified(client, config.bucket, config.prepro_key,
                                    config.prepro_sha256)

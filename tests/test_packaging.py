@@ -26,6 +26,7 @@ def test_wheel_ships_template_and_lambda_source(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "tdv_airflow/_bundled/templates/stack_template.json" in names
     assert "tdv_airflow/_bundled/lambda_src/lbd_request_processor.py" in names
+    assert "tdv_airflow/_bundled/lambda_src/tdv_bundle.py" in names
     assert "tdv_airflow/deploy.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from tdv_airflow.core.artifacts import Artifact
+from tdv_airflow.core.bundle import LAMBDA_UNZIPPED_LIMIT_BYTES, check_packaging
 from tdv_airflow.core.layer_build import (
     ARCHITECTURES,
     DEPS_LAYER_KIND,
@@ -67,9 +68,6 @@ __all__ = [
     "check_unzipped_size", "installed_files", "merge_layers", "unzipped_size",
 ]
 
-#: Lambda's limit on the unzipped size of a function's code plus all its layers
-#: (250 MB, i.e. 262,144,000 bytes as AWS counts them).
-LAMBDA_UNZIPPED_LIMIT_BYTES = 262_144_000
 #: Lambda's limit on the number of layers of one function.
 LAMBDA_MAX_LAYERS = 5
 _LAYER_ARN_RE = re.compile(
@@ -95,7 +93,8 @@ def check_unzipped_size(sizes: Mapping[str, int], limit: int | None = None) -> i
         raise InvalidInputError(
             f"the function would be {_mb(total)} ({total} bytes) unzipped ({parts}), above "
             f"AWS Lambda's limit of {_mb(limit)} ({limit} bytes) for code plus layers; "
-            "drop packages from the dependency layer, or use a container image")
+            "drop packages from the dependency layer, or ship them as a bundle fetched "
+            "into /tmp at start (Dependencies(packaging='bundle' or 'auto'))")
     return total
 
 
@@ -158,6 +157,9 @@ class Dependencies:
     :param compresslevel: the deflate level (0-9) of the built zip.
     :param installed_requirements: with ``from_installed``, also copy the installed
         requirements of the named packages, transitively.
+    :param packaging: how the function gets them: ``"layer"``, ``"bundle"`` (a zip in S3
+        fetched into ``/tmp`` at start, see :mod:`tdv_airflow.core.bundle`) or ``"auto"``
+        (a layer while code plus layers stay within 250 MB unzipped, else a bundle).
     """
 
     requirements: tuple[str, ...] | str | None = None
@@ -172,6 +174,7 @@ class Dependencies:
     slim: bool = True
     compresslevel: int = 6
     installed_requirements: bool = True
+    packaging: str = "auto"
 
     def __post_init__(self) -> None:
         def as_tuple(value: Any) -> tuple[str, ...]:
@@ -192,6 +195,7 @@ class Dependencies:
             if value is not None:
                 object.__setattr__(self, name, str(value))
         check_architecture(self.architecture)
+        check_packaging(self.packaging)
         if self.zip_path and (self.requirements or self.from_installed):
             raise InvalidInputError("Dependencies: give zip_path alone, or requirements "
                                     "and/or from_installed, not both")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tdv_airflow.core import artifacts, layers, versions
+from tdv_airflow.core import artifacts, bundle, layers, versions
 from tdv_airflow.core import store as s3_store
 from tdv_airflow.core.clients import AwsClients
 from tdv_airflow.core.encryption import bucket_encryption
@@ -81,9 +81,11 @@ def prepare(
     :param layer_zip_local_path: a ready-made dill layer zip.
     :param s3_prefix: the prefix of the artifact keys.
     :param by_value_modules: further modules whose functions are pickled by value.
-    :param dependencies: the model's libraries as a dependency layer (a
+    :param dependencies: the model's libraries (a
         :class:`~tdv_airflow.core.layers.Dependencies`, a dict of its fields, or requirement
-        lines), uploaded content-addressed and attached after the dill layer.
+        lines), uploaded content-addressed and attached after the dill layer, or as a
+        bundle fetched into ``/tmp`` at start (its ``packaging``, see
+        :func:`tdv_airflow.core.bundle.choose`; the log says which and why).
     :param extra_layer_arns: existing layer version ARNs attached after tdv-airflow's
         layers, in order.
     """
@@ -104,9 +106,18 @@ def prepare(
     ]
     deps = layers.Dependencies.coerce(dependencies)
     layer_arns = layers.check_layer_arns(extra_layer_arns)
-    layers.check_layer_options(template_body, deps, layer_arns)
-    if deps is not None:
-        built.append(deps.build())
+    declared = template_body.get("Parameters") or {}
+    packaging = deps.packaging if deps is not None else "layer"
+    bundle.check_template(declared, packaging)
+    layers.check_layer_options(template_body, deps if packaging == "layer" else None,
+                               layer_arns)
+    packed = bundle.choose(packaging, deps.build() if deps is not None else None,
+                           layers.check_function_size(built), declared)
+    if packed.choice == "layer":
+        layers.check_layer_options(template_body, deps, layer_arns)
+    if packed.artifact is not None:
+        built.append(packed.artifact)
+        log.info("dependencies: %s", packed.reason)
     unzipped = layers.check_function_size(built)
     s3_store.check_bucket(clients.s3, bucket, clients.region_name)
     model_sha256 = s3_store.object_sha256(clients.s3, bucket, model_s3_key)
@@ -141,6 +152,8 @@ def prepare(
         "template_parameters": sorted(template_body.get("Parameters") or {}),
         "template_defaults": versions.parameter_defaults(template_body),
         "s3_deps_layer_key": keys.get(layers.DEPS_LAYER_KIND),
+        "deps_packaging": packed.choice,
+        "deps_bundle": bundle.bundle_response(packed, keys.get(bundle.BUNDLE_KIND)),
         "extra_layer_arns": layer_arns,
         "unzipped_bytes": unzipped,
         "architecture": architecture,

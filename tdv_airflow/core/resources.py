@@ -12,6 +12,8 @@ _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 TEMPLATE_NAME = "stack_template.json"
 LAMBDA_SOURCE_NAME = "lbd_request_processor.py"
+#: The function-side dependency bundle module, zipped beside the request processor.
+BUNDLE_SOURCE_NAME = "tdv_bundle.py"
 
 
 def _shipped_dir(name: str) -> Path:
@@ -29,3 +31,8 @@ def default_template_path() -> Path:
 def default_lambda_source_path() -> Path:
     """The Lambda request processor shipped with tdv-airflow."""
     return _shipped_dir("lambda_src") / LAMBDA_SOURCE_NAME
+
+
+def bundle_source_path() -> Path:
+    """The function-side dependency bundle module shipped with tdv-airflow."""
+    return _shipped_dir("lambda_src") / BUNDLE_SOURCE_NAME

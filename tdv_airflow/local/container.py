@@ -49,7 +49,8 @@ _PASS_THROUGH_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "htt
 def function_environ(clients: AwsClients, function: DeployedFunction,
                      layout: Layout) -> dict[str, str]:
     """The child's environment: the function's variables, the runtime's reserved ones,
-    the caller's credentials and, for an emulator, ``AWS_ENDPOINT_URL``.
+    the caller's credentials, ``TDV_BUNDLE_DIR`` (where a dependency bundle is
+    extracted, Lambda's ``/tmp``) and, for an emulator, ``AWS_ENDPOINT_URL``.
 
     :param clients: boto3 clients (their credentials and endpoint are passed on).
     :param function: the deployed function.
@@ -79,6 +80,10 @@ def function_environ(clients: AwsClients, function: DeployedFunction,
         "PYTHONPATH": os.pathsep.join([task, f"{opt}/python/lib/{version}/site-packages",
                                        f"{opt}/python", str(layout.runtime_dir)]),
     })
+    # Lambda's /tmp for a dependency bundle (lambda_src/tdv_bundle.py): the caller's
+    # TDV_BUNDLE_DIR, else a folder of the layout cache (bundles are kept by digest).
+    env["TDV_BUNDLE_DIR"] = (os.environ.get("TDV_BUNDLE_DIR")
+                             or str(layout.task_dir.parent.parent / "bundles"))
     for name in _PASS_THROUGH_ENV:
         if name in os.environ:
             env[name] = os.environ[name]

@@ -306,7 +306,10 @@ def prepro(payload: Any) -> Any:
 
 
 def test_oversized_function_fails_before_any_aws_call(tmp_path: Path) -> None:
-    deps = {"zip_path": str(big_zip(tmp_path / "deps.zip", layers.LAMBDA_UNZIPPED_LIMIT_BYTES))}
+    # packaging="layer": as a layer it cannot pass (auto would make it a bundle, see
+    # tests/core/test_bundle.py).
+    deps = {"zip_path": str(big_zip(tmp_path / "deps.zip", layers.LAMBDA_UNZIPPED_LIMIT_BYTES)),
+            "packaging": "layer"}
     clients, calls = no_aws()
     with pytest.raises(InvalidInputError) as info:
         deployment.prepare(clients, "tdv-test-bucket", "m/model.pkl", prepro,

@@ -1,0 +1,179 @@
+"""The dependency bundle on the function side (lambda_src/tdv_bundle.py) against S3 on the
+emulator: fetched with ranged GETs, verified, extracted and put on sys.path before the
+model is unpickled; refused, with nothing imported, when its digest differs."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testkit import lambda_fixtures as lf
+
+BUNDLE_KEY = "tdv-airflow/deps_bundle/x/deps_bundle.zip"
+MODULE = "tdv_bundled_model"
+# Importing the module writes the file named by TDV_TEST_IMPORT_MARKER: proof of import.
+SOURCE = '''
+import os
+with open(os.environ["TDV_TEST_IMPORT_MARKER"], "a") as out:
+    out.write("imported\\n")
+
+
+class Model:
+    def predict(self, rows):
+        return [sum(r) for r in rows]
+'''
+
+
+def bundle_zip(extra: dict[str, bytes] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(f"python/{MODULE}.py", SOURCE)
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def model_pickle(tmp_path: Path) -> Iterator[bytes]:
+    """A model pickled by reference to a module that only the bundle holds."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / f"{MODULE}.py").write_text(SOURCE.replace(
+        'with open(os.environ["TDV_TEST_IMPORT_MARKER"], "a") as out:\n    out.write(',
+        'if 0:\n    print('))
+    sys.path.insert(0, str(src))
+    try:
+        module = __import__(MODULE)
+        data = pickle.dumps(module.Model())
+    finally:
+        sys.path.remove(str(src))
+        sys.modules.pop(MODULE, None)
+    yield data
+    sys.modules.pop(MODULE, None)
+
+
+@pytest.fixture
+def proc() -> Iterator[Any]:
+    module = lf.load_processor()
+    module._reset_cache()
+    before = list(sys.path)
+    yield module
+    module._reset_cache()
+    sys.path[:] = before
+
+
+@pytest.fixture
+def marker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "imported.txt"
+    monkeypatch.setenv("TDV_TEST_IMPORT_MARKER", str(path))
+    monkeypatch.setenv("TDV_BUNDLE_DIR", str(tmp_path / "lambda-tmp"))
+    return path
+
+
+def with_bundle(s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch, model: bytes,
+                data: bytes, sha256: str | None = None) -> None:
+    lf.deploy(s3, bucket, monkeypatch, model=model,
+              prepro=lf.prepro_bytes(lambda payload: payload["rows"]))
+    s3.put_object(Bucket=bucket, Key=BUNDLE_KEY, Body=data)
+    monkeypatch.setenv("TDV_DEPS_BUNDLE_KEY", BUNDLE_KEY)
+    monkeypatch.setenv("TDV_DEPS_BUNDLE_SHA256", sha256 or hashlib.sha256(data).hexdigest())
+
+
+def function_side_bundle() -> Any:
+    lf.load_processor()  # lambda_src on sys.path, as in Lambda
+    import tdv_bundle
+
+    return tdv_bundle
+
+
+def predict(proc: Any, rows: list[list[int]]) -> dict[str, Any]:
+    result: dict[str, Any] = proc.handler(lf.v1_event(json.dumps({"rows": rows})),
+                                          lf.FakeContext())
+    return result
+
+
+def test_bundle_goes_on_sys_path_before_the_model_is_unpickled(
+        proc: Any, s3: Any, bucket: str, marker: Path, model_pickle: bytes,
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    data = bundle_zip()
+    with_bundle(s3, bucket, monkeypatch, model_pickle, data)
+    response = predict(proc, [[1, 2], [3, 4]])
+    assert response["statusCode"] == 200, response
+    assert lf.answer(response) == {"predictions": [3, 7]}
+    root = tmp_path / "lambda-tmp" / f"tdv-bundle-{hashlib.sha256(data).hexdigest()}"
+    assert sys.path[0] == str(root / "python")
+    assert (root / ".tdv-verified").is_file() and marker.read_text() == "imported\n"
+    assert not list((tmp_path / "lambda-tmp").glob("*.part"))  # the zip is deleted
+    # Reused once verified: a second load in the environment does not download again.
+    s3.delete_object(Bucket=bucket, Key=BUNDLE_KEY)
+    proc._reset_cache()
+    sys.modules.pop(MODULE, None)
+    assert predict(proc, [[5, 5]])["statusCode"] == 200
+
+
+def test_bundle_with_another_digest_is_refused_before_anything_is_imported(
+        proc: Any, s3: Any, bucket: str, marker: Path, model_pickle: bytes,
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    data = bundle_zip()
+    claimed = hashlib.sha256(b"another bundle").hexdigest()
+    with_bundle(s3, bucket, monkeypatch, model_pickle, data, sha256=claimed)
+    response = predict(proc, [[1, 2]])
+    assert response["statusCode"] == 500
+    assert not marker.exists() and MODULE not in sys.modules
+    assert not [p for p in sys.path if "tdv-bundle-" in p]
+    assert [p.name for p in (tmp_path / "lambda-tmp").iterdir()] == []  # nothing extracted
+    text = caplog.text
+    assert "SHA-256 mismatch for the bundle" in text and claimed in text
+    assert hashlib.sha256(data).hexdigest() in text
+
+
+def test_ranged_parallel_download_and_extraction_keep_every_byte(
+        s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = function_side_bundle()
+    monkeypatch.setattr(bundle, "PART_BYTES", 64 * 1024)  # many ranges
+    files = {f"python/pkg/f{i}.bin": os.urandom(4000 + 37 * i) for i in range(60)}
+    files["python/pkg/tool.sh"] = b"#!/bin/sh\n"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name, content in files.items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o755 if name.endswith(".sh") else 0o644) << 16
+            zf.writestr(info, content)
+    data = buf.getvalue()
+    assert len(data) > 3 * 64 * 1024
+    s3.put_object(Bucket=bucket, Key=BUNDLE_KEY, Body=data)
+    env = {"TDV_DEPS_BUNDLE_KEY": BUNDLE_KEY, "TDV_BUNDLE_THREADS": "4",
+           "TDV_DEPS_BUNDLE_SHA256": hashlib.sha256(data).hexdigest(),
+           "TDV_BUNDLE_DIR": str(tmp_path)}
+    before = list(sys.path)
+    try:
+        python = Path(bundle.ensure_bundle(s3, bucket, env))
+    finally:
+        sys.path[:] = before
+    for name, content in files.items():
+        assert (python.parent / name).read_bytes() == content
+    assert os.access(python / "pkg" / "tool.sh", os.X_OK)
+    assert bundle.ensure_bundle(s3, bucket, {}) is None  # no key: no bundle
+
+
+def test_entries_outside_the_folder_are_refused(s3: Any, bucket: str, tmp_path: Path) -> None:
+    bundle = function_side_bundle()
+    data = bundle_zip({"python/../../escape.py": b"X = 1\n"})
+    s3.put_object(Bucket=bucket, Key=BUNDLE_KEY, Body=data)
+    env = {"TDV_DEPS_BUNDLE_KEY": BUNDLE_KEY, "TDV_BUNDLE_DIR": str(tmp_path / "t"),
+           "TDV_DEPS_BUNDLE_SHA256": hashlib.sha256(data).hexdigest()}
+    with pytest.raises(bundle.BundleError, match="would land outside"):
+        bundle.ensure_bundle(s3, bucket, env)
+    assert not (tmp_path / "escape.py").exists()
+    assert [p.name for p in (tmp_path / "t").iterdir()] == []
