@@ -292,6 +292,7 @@ def publish_candidate(lam: Any, function_name: str, identity: str,
     if existing is not None:
         log.info("version %s of %s is already published for identity %s (run %s)",
                  existing.version, function_name, identity, existing.run_id)
+        wait_active(lam, function_name, existing.version)
         return existing
     if stack_identity != identity:
         raise RolloutError(
@@ -318,7 +319,39 @@ def publish_candidate(lam: Any, function_name: str, identity: str,
     else:
         log.info("published version %s of %s for identity %s", record.version,
                  function_name, identity)
+    if published.get("State", "Active") != "Active":
+        wait_active(lam, function_name, record.version)
     return record
+
+
+def wait_active(lam: Any, function_name: str, version: str, timeout: float = 900.0,
+                poll: float = 5.0) -> None:
+    """Wait until a published version can be invoked: Lambda keeps it ``Pending`` while it
+    takes a SnapStart snapshot (minutes), and refuses invocations until then.
+
+    :param lam: a Lambda client.
+    :param function_name: the function.
+    :param version: the version.
+    :param timeout: the longest wait, in seconds.
+    :param poll: seconds between two reads.
+    :raises RolloutError: when the version fails (with Lambda's reason) or stays pending.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        conf = lam.get_function_configuration(FunctionName=function_name, Qualifier=version)
+        state = conf.get("State", "Active")
+        if state == "Active":
+            return
+        if state == "Failed" or time.monotonic() >= deadline:
+            raise RolloutError(
+                f"version {version} of {function_name!r} is {state}, not Active "
+                f"({conf.get('StateReasonCode')}: {conf.get('StateReason')}); the alias was "
+                "not moved")
+        log.info("version %s of %s is %s (%s): waiting", version, function_name, state,
+                 conf.get("StateReasonCode"))
+        time.sleep(poll)
 
 
 def retained_artifacts(lam: Any, function_name: str) -> list[tuple[str, str]]:
