@@ -268,6 +268,7 @@ class Deploy:
         :param stack_name: the stack (default: the instance's).
         :returns: which versions and models answer now.
         """
-        function = target_of(self._stack(stack_name)).function_name
-        alias, _ = rollback(self.clients.lambda_, function, to)
-        return describe_live(self.clients.lambda_, function, alias)
+        target = target_of(self._stack(stack_name))
+        alias, _ = rollback(self.clients.lambda_, target.function_name, to)
+        return describe_live(self.clients.lambda_, target.function_name, alias,
+                             front_door=target.front_door)

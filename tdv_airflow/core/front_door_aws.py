@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tdv_airflow.core.versions import LIVE_ALIAS
@@ -187,3 +187,21 @@ def endpoint_status(lam: Any, outputs: Mapping[str, Any]) -> tuple[str | None, s
                                                        "output")
     url = function_url(lam, str(outputs.get("FunctionName")))
     return (url, None) if url else (None, NO_URL_YET)
+
+
+def with_url_endpoint(lam: Callable[[], Any], result: Mapping[str, Any]) -> dict[str, Any]:
+    """The sensor contract of a finished stack (:func:`tdv_airflow.core.deployment.endpoint_of`)
+    with a function URL's endpoint: its ``api_endpoint`` is the alias ``live``'s URL, and
+    ``api_endpoint_reason`` says why there is none yet (:data:`NO_URL_YET`). A REST or
+    HTTP API's contract is returned as it is (its ``ApiEndpoint`` output).
+
+    :param lam: gives a Lambda client (called for a function URL only).
+    :param result: the contract (``outputs`` included).
+    """
+    outputs = result.get("outputs") or {}
+    if front_door_of(outputs) != "url":
+        return dict(result)
+    endpoint, reason = endpoint_status(lam(), outputs)
+    if reason:
+        log.warning("stack %s has no endpoint yet: %s", result.get("stack_name"), reason)
+    return {**result, "api_endpoint": endpoint, "api_endpoint_reason": reason}

@@ -3,14 +3,18 @@
 The stack's ``EndpointAuth`` output says how ``POST /predict`` authenticates its callers:
 
 - ``AWS_IAM`` (``endpoint_auth="iam"``, the default): the request is signed with AWS
-  Signature Version 4 for the service ``execute-api``, by an identity allowed
-  ``execute-api:Invoke`` on the API;
-- ``API_KEY``: the request carries the stack's API key in the ``x-api-key`` header; the
-  stack outputs only the key's id (``ApiKeyId``), :func:`api_key_value` reads its value;
+  Signature Version 4 for the service ``execute-api`` (REST and HTTP API), by an identity
+  allowed ``execute-api:Invoke`` on the API, or for the service ``lambda`` (a function
+  URL, ``FrontDoor`` ``URL``), by an identity allowed ``lambda:InvokeFunctionUrl``;
+- ``API_KEY`` (REST API only): the request carries the stack's API key in the
+  ``x-api-key`` header; the stack outputs only the key's id (``ApiKeyId``),
+  :func:`api_key_value` reads its value;
 - ``NONE``: nothing is needed (a public endpoint).
 
-:func:`call_stack_endpoint` posts to a deployed stack's ``ApiEndpoint`` with what its
-mode needs (it reads the mode and, for ``API_KEY``, the key itself)::
+:func:`call_stack_endpoint` posts to a deployed stack's endpoint (its ``ApiEndpoint``
+output, or a function URL's address read from Lambda,
+:func:`tdv_airflow.core.front_door_aws.endpoint_status`) with what its mode needs (it
+reads the mode and, for ``API_KEY``, the key itself)::
 
     from tdv_airflow.endpoint.client import call_stack_endpoint
     answer = call_stack_endpoint(clients, "iris", {"features": [[5.1, 3.5, 1.4, 0.2]]})
@@ -34,6 +38,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tdv_airflow.core.front_door import AUTH_MODES, check_front_door
+from tdv_airflow.core.front_door_aws import endpoint_status, front_door_of
 from tdv_airflow.core.stacks import describe, outputs_of
 from tdv_airflow.core.validation import ENDPOINT_AUTH_MODES, check_endpoint_auth
 from tdv_airflow.exceptions import EndpointAuthError, StackNotFoundError
@@ -42,7 +48,10 @@ log = logging.getLogger(__name__)
 
 #: The SigV4 service name of API Gateway's invoke endpoints.
 EXECUTE_API = "execute-api"
+#: The SigV4 service name of Lambda function URLs.
+LAMBDA = "lambda"
 _HOST_RE = re.compile(r"^[a-z0-9]+\.execute-api\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
+_URL_HOST_RE = re.compile(r"^[a-z0-9]+\.lambda-url\.(?P<region>[a-z0-9-]+)\.on\.aws$")
 _TEMPLATE_TO_MODE = {value: mode for mode, value in ENDPOINT_AUTH_MODES.items()}
 
 
@@ -140,14 +149,14 @@ def _is_loopback(host: str) -> bool:
 def region_of(url: str, session: Any = None) -> str:
     """The region a request to ``url`` is signed for.
 
-    :param url: an ``https://{api}.execute-api.{region}.amazonaws.com/...`` URL, or a local
-        one.
+    :param url: an ``https://{api}.execute-api.{region}.amazonaws.com/...`` or
+        ``https://{url-id}.lambda-url.{region}.on.aws/`` URL, or a local one.
     :param session: a boto3 Session (or :class:`~tdv_airflow.core.clients.AwsClients`)
         whose region is used for a local URL.
     :raises EndpointAuthError: when neither gives a region.
     """
     host = urllib.parse.urlsplit(url).hostname or ""
-    match = _HOST_RE.match(host)
+    match = _HOST_RE.match(host) or _URL_HOST_RE.match(host)
     if match:
         return match.group("region")
     region = getattr(session, "region_name", None)
@@ -155,6 +164,20 @@ def region_of(url: str, session: Any = None) -> str:
         raise EndpointAuthError(f"cannot tell the region of {url!r}: pass a session with "
                                 "a region (or region=...)")
     return str(region)
+
+
+def signing_service(url: str, front_door: str | None = None) -> str:
+    """The SigV4 service a request to ``url`` is signed for: ``lambda`` for a function
+    URL, ``execute-api`` for an API.
+
+    :param url: the endpoint.
+    :param front_door: the stack's front door when known (``"url"``: ``lambda``); a local
+        URL does not tell.
+    """
+    if front_door is not None:
+        return LAMBDA if check_front_door(front_door) == "url" else EXECUTE_API
+    host = urllib.parse.urlsplit(url).hostname or ""
+    return LAMBDA if _URL_HOST_RE.match(host) else EXECUTE_API
 
 
 def _body(payload: Any) -> bytes:
@@ -190,11 +213,13 @@ def call_endpoint(
     headers: Mapping[str, str] | None = None,
     timeout: float = 35.0,
     credentials: Any = None,
+    front_door: str | None = None,
 ) -> EndpointResponse:
     """POST ``payload`` to ``url`` with what ``auth_mode`` needs.
 
-    ``"iam"`` signs the request with SigV4 (service ``execute-api``) using the session's
-    credentials; ``"api_key"`` sends ``api_key`` in ``x-api-key``; ``"none"`` sends
+    ``"iam"`` signs the request with SigV4 (service ``execute-api``, or ``lambda`` for a
+    function URL: :func:`signing_service`) using the session's credentials;
+    ``"api_key"`` sends ``api_key`` in ``x-api-key`` (REST API only); ``"none"`` sends
     neither. An HTTP error status is returned, not raised.
 
     :param url: the endpoint (the stack's ``ApiEndpoint`` output, or a local server's
@@ -209,12 +234,21 @@ def call_endpoint(
     :param timeout: seconds to wait for the answer (API Gateway gives up after 29 s).
     :param credentials: botocore credentials that sign instead of the session's, e.g.
         :meth:`AwsClients.credentials() <tdv_airflow.core.clients.AwsClients.credentials>`.
-    :raises EndpointAuthError: when the URL, the credentials or the key are unusable.
+    :param front_door: ``"rest"``, ``"http"`` or ``"url"`` when known (default: told by
+        the URL's host; a local URL is an API's).
+    :raises EndpointAuthError: when the URL, the credentials or the key are unusable, or
+        an API key is sent to a front door without API keys.
     """
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
 
     mode = check_endpoint_auth(auth_mode)
+    service = signing_service(url, front_door)
+    door = front_door or ("url" if service == LAMBDA else None)
+    if door is not None and mode not in AUTH_MODES[check_front_door(door)]:
+        raise EndpointAuthError(f"endpoint_auth {mode!r} does not exist on front_door "
+                                f"{door!r}: expected one of {list(AUTH_MODES[door])} (API "
+                                "keys exist only on the REST API)")
     split = urllib.parse.urlsplit(url)
     if split.scheme not in ("http", "https") or not split.hostname:
         raise EndpointAuthError(f"endpoint URL {url!r} must be an http(s) URL")
@@ -224,7 +258,7 @@ def call_endpoint(
     request = AWSRequest(method="POST", url=url, data=_body(payload),
                          headers={"Content-Type": "application/json", **(headers or {})})
     if mode == "iam":
-        SigV4Auth(_signing_credentials(session, credentials), EXECUTE_API,
+        SigV4Auth(_signing_credentials(session, credentials), service,
                   region or region_of(url, session)).add_auth(request)
     elif mode == "api_key":
         if not api_key:
@@ -239,16 +273,19 @@ def call_endpoint(
             answer = EndpointResponse(resp.status, dict(resp.headers.items()), resp.read())
     except urllib.error.HTTPError as exc:
         answer = EndpointResponse(exc.code, dict(exc.headers.items()), exc.read())
-    log.debug("POST %s (%s): %s", url, mode, answer.status)
+    log.debug("POST %s (%s, %s): %s", url, mode, service, answer.status)
     return answer
 
 
 def call_stack_endpoint(clients: Any, stack: str | Mapping[str, Any], payload: Any, *,
                         session: Any = None, headers: Mapping[str, str] | None = None,
                         timeout: float = 35.0) -> EndpointResponse:
-    """POST ``payload`` to a deployed stack's ``ApiEndpoint`` with what its mode needs.
+    """POST ``payload`` to a deployed stack's endpoint with what its mode needs.
 
-    The mode comes from the stack (:func:`endpoint_auth_of`): ``"iam"`` signs with the
+    The endpoint is the stack's ``ApiEndpoint`` output (REST and HTTP API), or the
+    function URL of its alias ``live`` (``FrontDoor`` ``URL``; read with
+    ``lambda:GetFunctionUrlConfig``, it exists once a version was promoted). The mode
+    comes from the stack (:func:`endpoint_auth_of`): ``"iam"`` signs with the
     session's credentials, else the clients' own (:meth:`AwsClients.credentials()
     <tdv_airflow.core.clients.AwsClients.credentials>`), for the URL's region (the
     clients' for a local URL); ``"api_key"`` sends the stack's key
@@ -264,20 +301,60 @@ def call_stack_endpoint(clients: Any, stack: str | Mapping[str, Any], payload: A
     :param headers: further request headers.
     :param timeout: seconds to wait for the answer.
     :raises StackNotFoundError: when the named stack does not exist.
-    :raises EndpointAuthError: when the stack has no ``ApiEndpoint`` output, or its mode's
-        credentials or key are unusable.
+    :raises EndpointAuthError: when the stack has no endpoint (no ``ApiEndpoint`` output;
+        no function URL before the first promotion), or its mode's credentials or key are
+        unusable.
     """
     described = resolve_stack(clients, stack)
-    url = outputs_of(described).get("ApiEndpoint")
-    if not url:
-        raise EndpointAuthError(f"stack {described.get('StackName')!r} has no ApiEndpoint "
-                                "output: it is not a tdv-airflow endpoint stack, or it is "
-                                f"not complete (its status is {described.get('StackStatus')})")
-    mode = endpoint_auth_of(described)
+    target = stack_endpoint(clients, described)
+    mode = target.auth_mode
     api_key = api_key_value(clients, described) if mode == "api_key" else None
     credentials = None
     if mode == "iam" and session is None:
         credentials = clients.credentials()
-    return call_endpoint(url, payload, mode, session=session, api_key=api_key,
-                         region=region_of(url, clients), headers=headers,
-                         timeout=timeout, credentials=credentials)
+    return call_endpoint(target.url, payload, mode, session=session, api_key=api_key,
+                         region=region_of(target.url, clients), headers=headers,
+                         timeout=timeout, credentials=credentials,
+                         front_door=target.front_door)
+
+
+@dataclass(frozen=True)
+class StackEndpoint:
+    """Where a deployed stack answers, and how it is called.
+
+    :param url: the endpoint.
+    :param auth_mode: ``"iam"``, ``"api_key"`` or ``"none"``.
+    :param front_door: ``"rest"``, ``"http"`` or ``"url"``.
+    """
+
+    url: str
+    auth_mode: str
+    front_door: str
+
+    @property
+    def service(self) -> str:
+        """The SigV4 service an ``iam`` request is signed for."""
+        return signing_service(self.url, self.front_door)
+
+
+def stack_endpoint(clients: Any, stack: str | Mapping[str, Any]) -> StackEndpoint:
+    """A stack's endpoint, mode and front door: the ``ApiEndpoint`` output of an API, the
+    function URL of the alias ``live`` (``lambda:GetFunctionUrlConfig``) of a URL.
+
+    :param clients: clients of the stack's account and region.
+    :param stack: the stack's name, or its ``describe_stacks`` entry.
+    :raises StackNotFoundError: when the named stack does not exist.
+    :raises EndpointAuthError: when it has no endpoint (yet), saying why.
+    """
+    described = resolve_stack(clients, stack)
+    outputs = outputs_of(described)
+    door = front_door_of(outputs)
+    url, reason = endpoint_status(clients.lambda_, outputs) if door == "url" \
+        else (outputs.get("ApiEndpoint"), None)
+    if not url:
+        raise EndpointAuthError(
+            f"stack {described.get('StackName')!r} has no endpoint: "
+            + (reason or "it has no ApiEndpoint output: it is not a tdv-airflow endpoint "
+               f"stack, or it is not complete (its status is "
+               f"{described.get('StackStatus')})"))
+    return StackEndpoint(str(url), endpoint_auth_of(described), door)

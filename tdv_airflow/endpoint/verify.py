@@ -7,9 +7,10 @@ What :class:`EndpointAuthenticator` verifies, exactly:
 - ``API_KEY``: the ``x-api-key`` header equals the stack's key (compared in constant
   time); otherwise ``403 {"message": "Forbidden"}``, as API Gateway answers.
 - ``AWS_IAM``: the request has an ``Authorization`` header of the form
-  ``AWS4-HMAC-SHA256 Credential=<key id>/<yyyymmdd>/<region>/execute-api/aws4_request,
+  ``AWS4-HMAC-SHA256 Credential=<key id>/<yyyymmdd>/<region>/<service>/aws4_request,
   SignedHeaders=<...>, Signature=<64 hex>``, whose scope names the API's region and the
-  service ``execute-api``; an ``X-Amz-Date`` within 5 minutes of now (API Gateway's
+  service of the front door (``execute-api`` for a REST or HTTP API, ``lambda`` for a
+  function URL); an ``X-Amz-Date`` within 5 minutes of now (API Gateway's
   allowance) on the scope's day; ``host`` and ``x-amz-date`` among the signed headers, and
   every signed header present; a ``X-Amz-Content-SHA256``, if sent, equal to the body's
   digest. When the key id is one whose secret the server knows (the credentials the
@@ -18,7 +19,8 @@ What :class:`EndpointAuthenticator` verifies, exactly:
   (and a signed session token must be that credential's token). A key id the server does
   not know cannot be checked cryptographically: its request is accepted when well formed
   (``accept_unknown_signers=True``, the default) or refused. Never checked locally:
-  whether the signer's IAM policies allow ``execute-api:Invoke`` (only AWS knows them),
+  whether the signer's IAM policies allow ``execute-api:Invoke`` or
+  ``lambda:InvokeFunctionUrl`` (only AWS knows them),
   and replays within the 5 minutes.
 - ``NONE``: every request passes.
 
@@ -37,12 +39,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tdv_airflow.core.front_door_aws import front_door_of
+from tdv_airflow.core.stacks import outputs_of
 from tdv_airflow.core.validation import check_endpoint_auth
 from tdv_airflow.endpoint.client import (
     EXECUTE_API,
     api_key_value,
     endpoint_auth_of,
     resolve_stack,
+    signing_service,
 )
 from tdv_airflow.exceptions import EndpointAuthError
 
@@ -100,6 +105,8 @@ class EndpointAuthenticator:
         server's own; keyed by access key id.
     :param accept_unknown_signers: accept a well-formed signature by an access key the
         server does not know (it cannot be verified); ``False`` refuses it.
+    :param service: the SigV4 service the scope must name: ``execute-api`` (REST and HTTP
+        API) or ``lambda`` (function URL).
     """
 
     mode: str
@@ -107,6 +114,7 @@ class EndpointAuthenticator:
     api_key: str | None = field(default=None, repr=False)
     credentials: dict[str, Any] = field(default_factory=dict, repr=False)
     accept_unknown_signers: bool = True
+    service: str = EXECUTE_API
 
     def __post_init__(self) -> None:
         self.mode = check_endpoint_auth(self.mode)
@@ -118,7 +126,8 @@ class EndpointAuthenticator:
     def for_stack(cls, clients: Any, stack: str | Mapping[str, Any], *,
                   credentials: Iterable[Any] = (),
                   accept_unknown_signers: bool = True) -> EndpointAuthenticator:
-        """The authenticator of a deployed stack: its mode, key and region.
+        """The authenticator of a deployed stack: its mode, key, region and signing
+        service (its front door's).
 
         :param clients: the clients the server runs with; their credentials are known
             signers.
@@ -143,8 +152,10 @@ class EndpointAuthenticator:
         for creds in (clients.credentials(), *credentials):
             if creds is not None:
                 known[creds.access_key] = creds
+        door = front_door_of(outputs_of(described))
         return cls(mode, region=clients.region_name, api_key=key, credentials=known,
-                   accept_unknown_signers=accept_unknown_signers)
+                   accept_unknown_signers=accept_unknown_signers,
+                   service=signing_service("", door))
 
     def check(self, method: str, url: str, headers: Mapping[str, str | list[str]],
               body: bytes | None, now: datetime | None = None) -> Refusal | None:
@@ -180,9 +191,9 @@ class EndpointAuthenticator:
             return _incomplete("Credential must be <key id>/<yyyymmdd>/<region>/<service>/"
                                "aws4_request")
         key_id, day, scope_region, service = parts[:4]
-        if service != EXECUTE_API:
+        if service != self.service:
             return _incomplete(f"the credential scope names the service {service!r}, not "
-                               f"{EXECUTE_API!r}")
+                               f"{self.service!r}")
         if scope_region != self.region:
             return _incomplete(f"the credential scope names the region {scope_region!r}, not "
                                f"{self.region!r}")
@@ -218,7 +229,7 @@ class EndpointAuthenticator:
         if (creds.token or token) and (token != creds.token or not token_signed):
             return Refusal(403, "The security token included in the request is invalid.",
                            "UnrecognizedClientException")
-        expected = _signature(creds, self.region, method, url,
+        expected = _signature(creds, self.service, self.region, method, url,
                               {name: _header(headers, name) or "" for name in signed},
                               body, amz_date)
         if not hmac.compare_digest(expected, match.group("signature")):
@@ -226,13 +237,13 @@ class EndpointAuthenticator:
         return None
 
 
-def _signature(credentials: Any, region: str, method: str, url: str,
+def _signature(credentials: Any, service: str, region: str, method: str, url: str,
                signed_headers: Mapping[str, str], body: bytes, amz_date: str) -> str:
     """The SigV4 signature botocore computes for this request at ``amz_date``."""
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
 
-    auth = SigV4Auth(credentials, EXECUTE_API, region)
+    auth = SigV4Auth(credentials, service, region)
     request = AWSRequest(method=method, url=url, data=body, headers=dict(signed_headers))
     request.context["timestamp"] = amz_date
     canonical = auth.canonical_request(request)

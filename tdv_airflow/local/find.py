@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tdv_airflow.core.clients import AwsClients
+from tdv_airflow.core.front_door_aws import front_door_of, function_url
 from tdv_airflow.core.stacks import describe, outputs_of
 from tdv_airflow.exceptions import (
     InvalidInputError,
@@ -83,8 +84,10 @@ class DeployedFunction:
     :param environment: the function's environment variables.
     :param code: where its code comes from.
     :param layers: where its layers come from, in order.
-    :param api_id: the REST API's id (for events), if known.
+    :param api_id: the API's id (a function URL's URL id) for events, if known.
     :param stage_name: the API stage (for events).
+    :param front_door: ``"rest"``, ``"http"`` or ``"url"`` (the stack's ``FrontDoor``
+        output): which event a request becomes.
     :param region: the region.
     :param version: the version whose configuration this is (``"$LATEST"``, ``"3"``).
     :param invoked_arn: the ARN the function is invoked by: unqualified for ``$LATEST``
@@ -107,6 +110,7 @@ class DeployedFunction:
     region: str = "us-east-1"
     version: str = LATEST
     invoked_arn: str = ""
+    front_door: str = "rest"
 
     @property
     def account_id(self) -> str:
@@ -363,6 +367,12 @@ def find_function(clients: AwsClients, stack_name: str,
     else:  # the emulator keeps no layers on the function: use the keys
         layers = by_keys + [_layer_by_arn(clients, arn, f"extra layer {i + 1}")
                             for i, arn in enumerate(extra_arns)]
+    door = front_door_of(outputs)
+    api_id = outputs.get("ApiId") or "local"
+    if door == "url":  # the URL's id: its host's first label (none before the first release)
+        url = function_url(clients.lambda_, function_name)
+        host = urllib.parse.urlsplit(url).hostname if url else None
+        api_id = host.split(".")[0] if host else api_id
     arn = unqualified_arn(str(config.get("FunctionArn", "")))
     invoked = arn if qualifier is None or qualifier == LATEST else f"{arn}:{qualifier}"
     return DeployedFunction(
@@ -370,7 +380,7 @@ def find_function(clients: AwsClients, stack_name: str,
         function_arn=str(config.get("FunctionArn", "")), handler=config["Handler"],
         runtime=config.get("Runtime", ""), timeout=float(config.get("Timeout") or 3),
         memory_size=int(config.get("MemorySize") or 128), environment=env, code=code,
-        layers=layers, api_id=outputs.get("ApiId") or "local",
+        layers=layers, api_id=api_id, front_door=door,
         stage_name=outputs.get("StageName") or params.get("StageName") or "prod",
         region=clients.region_name, version=version, invoked_arn=invoked,
     )

@@ -8,9 +8,9 @@ code and layers the stack deploys, routed as the API routes (the ``live`` alias 
 weights; :class:`tdv_airflow.local.process.LocalFunction`).
 
 :func:`request_version` asks one published version (a candidate) before any traffic
-reaches it: on AWS a Lambda ``Invoke`` of the qualified version with the API Gateway REST
-proxy event of ``POST /predict`` (the answer read as API Gateway reads it); on an
-emulator the local runner on that version's own artifacts.
+reaches it: on AWS a Lambda ``Invoke`` of the qualified version with the event its front
+door sends for ``POST /predict`` (:func:`proxy_event`; the answer read as API Gateway
+reads it); on an emulator the local runner on that version's own artifacts.
 
 Which of the two is decided in one place,
 :attr:`tdv_airflow.core.clients.AwsClients.emulator_endpoint`. Smoke tests
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tdv_airflow.core.clients import AwsClients
+from tdv_airflow.core.front_door_aws import front_door_of
 from tdv_airflow.core.stacks import outputs_of
 from tdv_airflow.core.versions import check_version
 from tdv_airflow.exceptions import UnknownVersionError
@@ -35,6 +36,8 @@ from tdv_airflow.local.events import (
     INTERNAL_ERROR,
     api_gateway_event,
     check_proxy_response,
+    function_url_event,
+    http_api_event,
     payload_body,
 )
 from tdv_airflow.local.find import described, function_name_of
@@ -123,24 +126,33 @@ def no_live_version_reason(clients: AwsClients, stack: Mapping[str, Any]) -> str
 
 
 def proxy_event(clients: AwsClients, stack: Mapping[str, Any], payload: Any) -> dict[str, Any]:
-    """The API Gateway REST proxy event of ``POST /predict`` with ``payload`` through the
-    stack's API (its id, stage, region and account), with the headers API Gateway adds.
+    """The event of ``POST /predict`` with ``payload`` through the stack's front door (its
+    id, stage, region and account), with the headers API Gateway adds: the REST API's
+    proxy event (payload 1.0), or the HTTP API's or function URL's (payload 2.0).
 
     :param clients: clients of the stack's region.
     :param stack: the stack's ``describe_stacks`` entry.
     :param payload: the request payload (``str``/``bytes`` verbatim, else JSON).
     """
     outputs = outputs_of(stack)
+    door = front_door_of(outputs)
     api_id = outputs.get("ApiId") or "local"
     region = clients.region_name
     parts = str(stack.get("StackId", "")).split(":")
     account = parts[4] if len(parts) > 4 and parts[4] else "123456789012"
-    headers = {"Accept": "*/*", "Content-Type": "application/json",
-               "Host": f"{api_id}.execute-api.{region}.amazonaws.com",
+    host = (f"{api_id}.lambda-url.{region}.on.aws" if door == "url"
+            else f"{api_id}.execute-api.{region}.amazonaws.com")
+    headers = {"Accept": "*/*", "Content-Type": "application/json", "Host": host,
                "User-Agent": "tdv-airflow-validation", "X-Forwarded-For": "127.0.0.1",
                "X-Forwarded-Port": "443",
                "X-Forwarded-Proto": "https"}
-    return api_gateway_event(payload_body(payload), headers=headers, api_id=api_id,
+    body = payload_body(payload)
+    if door == "url":
+        return function_url_event(body, headers=headers, region=region, account_id=account)
+    if door == "http":
+        return http_api_event(body, headers=headers, api_id=api_id, region=region,
+                              account_id=account)
+    return api_gateway_event(body, headers=headers, api_id=api_id,
                              stage=outputs.get("StageName") or "prod", region=region,
                              account_id=account)
 

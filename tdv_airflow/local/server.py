@@ -1,9 +1,14 @@
 """A local stand-in for the deployed API: HTTP requests in, the deployed function's
 answers out (see :mod:`tdv_airflow.local.process`).
 
-Routing follows the REST API of the shipped template: only ``POST /predict`` (also
-``POST /{stage}/predict``, as in the real URL) reaches the function; any other path or
-method gets API Gateway's ``403 {"message": "Missing Authentication Token"}``. Each
+Routing follows the stack's front door (its ``FrontDoor`` output): a REST API lets only
+``POST /predict`` (also ``POST /{stage}/predict``, as in the real URL) reach the
+function, any other path or method gets its ``403 {"message": "Missing Authentication
+Token"}``; an HTTP API only ``POST /predict`` (its ``$default`` stage has no stage
+segment), anything else gets its ``404 {"message": "Not Found"}``; a function URL passes
+every method and path (``/`` as well as ``/predict``) to the function. The event is the
+door's: payload 1.0 for the REST API, 2.0 for the HTTP API and the function URL
+(:func:`~tdv_airflow.local.events.function_event`). Each
 request reaches the version the stack's API would invoke (its ``live`` alias, by the
 alias's weights, else ``$LATEST``; see :class:`~tdv_airflow.local.process.LocalFunction`);
 one process per version serves its requests in turn, so after its first (cold) request
@@ -13,7 +18,8 @@ the model stays loaded. A stack whose alias does not exist yet answers API Gatew
 Requests are authenticated as the deployed API would: the mode the stack was deployed
 with (its ``EndpointAuth``) is enforced by an
 :class:`~tdv_airflow.endpoint.verify.EndpointAuthenticator` (``API_KEY``: the stack's key
-in ``x-api-key``; ``AWS_IAM``: a well-formed SigV4 signature for ``execute-api``, verified
+in ``x-api-key``; ``AWS_IAM``: a well-formed SigV4 signature for ``execute-api``, or
+``lambda`` for a function URL, verified
 when the signer's credentials are the server's own; ``NONE``: open). A refused request
 gets API Gateway's 403 and never reaches the function.
 """
@@ -46,7 +52,8 @@ def _make_handler(function: LocalFunction, authenticator: EndpointAuthenticator 
     if function.function is None:
         raise ValueError("start the function before serving it")
     fn: DeployedFunction = function.function
-    routes = {"/predict", f"/{fn.stage_name}/predict"}
+    routes = {"/predict", f"/{fn.stage_name}/predict"} if fn.front_door == "rest" \
+        else {"/predict"}
 
     class Handler(BaseHTTPRequestHandler):
         """Turns one HTTP request into an API Gateway event and back."""
@@ -83,8 +90,12 @@ def _make_handler(function: LocalFunction, authenticator: EndpointAuthenticator 
                 self._gateway(413, "Request Too Long")
                 return
             body = self.rfile.read(length) if length else None
-            if split.path not in routes or self.command != "POST":
-                self._gateway(403, "Missing Authentication Token")
+            if fn.front_door != "url" and (split.path not in routes
+                                           or self.command != "POST"):
+                if fn.front_door == "http":
+                    self._gateway(404, "Not Found")
+                else:
+                    self._gateway(403, "Missing Authentication Token")
                 return
             headers: dict[str, list[str]] = {}
             for name, value in self.headers.items():
@@ -97,8 +108,10 @@ def _make_handler(function: LocalFunction, authenticator: EndpointAuthenticator 
                     self._gateway(refusal.status, refusal.message, refusal.error_type)
                     return
             query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
-            event = function_event(fn, body, method=self.command, headers=headers,
-                                   query=query, source_ip=self.client_address[0])
+            event = function_event(fn, body, method=self.command,
+                                   path="/predict" if fn.front_door == "rest" else split.path,
+                                   headers=headers, query=query,
+                                   source_ip=self.client_address[0])
             result = function.invoke_event(event)
             response = result.response
             out_headers: dict[str, list[str]] = {}
@@ -134,8 +147,9 @@ def make_server(function: LocalFunction, host: str = "127.0.0.1", port: int = 80
     if auth is None:
         auth = EndpointAuthenticator.for_stack(function.clients, function.stack_name)
     function.start()
-    log.info("stack %s: requests are authenticated as EndpointAuth %s", function.stack_name,
-             auth.mode)
+    log.info("stack %s: requests are authenticated as EndpointAuth %s (front door %s)",
+             function.stack_name, auth.mode,
+             function.function.front_door if function.function else "?")
     server = ThreadingHTTPServer((host, port), _make_handler(function, auth))
     server.daemon_threads = True
     return server

@@ -1,9 +1,11 @@
 """The operator that sends a test request to a deployed stack's endpoint and checks the
 answer (a smoke test after a deployment).
 
-On AWS the request goes to the stack's ``ApiEndpoint`` with the authentication its mode
-needs (:func:`tdv_airflow.endpoint.client.call_stack_endpoint`: SigV4 with the
-connection's credentials, the stack's API key, or nothing). On an emulator, which runs
+On AWS the request goes to the stack's endpoint (the ``ApiEndpoint`` of a REST or HTTP
+API, the alias ``live``'s function URL) with the authentication its mode needs
+(:func:`tdv_airflow.endpoint.client.call_stack_endpoint`: SigV4 for ``execute-api`` or,
+for a function URL, ``lambda`` with the connection's credentials, the stack's API key,
+or nothing). On an emulator, which runs
 no Lambda and routes no API Gateway request, the deployed function runs locally on the
 same request, from the code and layers the stack deploys
 (:func:`tdv_airflow.local.process.invoke_deployed`). Which of the two is decided in one
@@ -85,6 +87,7 @@ class EndpointCheckOperator(AwsConnectionMixin):
         :param context: the task context.
         """
         from tdv_airflow.core.clients import aws_reachable
+        from tdv_airflow.core.front_door_aws import with_url_endpoint
         from tdv_airflow.core.stacks import outputs_of
         from tdv_airflow.core.validation import check_stack_name
         from tdv_airflow.operators.checks import check_expected_predictions, predictions_of
@@ -94,9 +97,11 @@ class EndpointCheckOperator(AwsConnectionMixin):
         clients = self.clients
         with aws_reachable(f"test request to the endpoint of stack {stack_name!r}"):
             stack = described_stack(clients, stack_name)
+            endpoint = with_url_endpoint(lambda: clients.lambda_, {
+                "stack_name": stack_name, "outputs": outputs_of(stack),
+                "api_endpoint": outputs_of(stack).get("ApiEndpoint")})["api_endpoint"]
             status, body = self._call(clients, stack)
-        answer = {"stack_name": stack_name,
-                  "api_endpoint": outputs_of(stack).get("ApiEndpoint"),
+        answer = {"stack_name": stack_name, "api_endpoint": endpoint,
                   "status": status, "predictions": predictions_of(body)}
         self._check(answer, body, expected)
         self.log.info("stack %s answered %s with predictions %s", stack_name, status,

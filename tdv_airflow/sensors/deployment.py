@@ -29,7 +29,11 @@ class StackStatusSensor(AwsConnectionMixin, BaseSensorOperator):
 
     Succeeds on CREATE_COMPLETE, UPDATE_COMPLETE and IMPORT_COMPLETE with the sensor
     contract (``stack_name``, ``stack_id``, ``stack_status``, ``api_name``,
-    ``api_endpoint``, ``outputs``). Fails at once, without retries, on any failure state
+    ``api_endpoint``, ``outputs``). For a function URL (``FrontDoor`` ``URL``)
+    ``api_endpoint`` is the URL of the alias ``live`` (read with
+    ``lambda:GetFunctionUrlConfig``), and ``api_endpoint_reason`` is added: ``None``, or
+    why there is no URL yet (it is created on the alias ``live`` at the first promotion,
+    so it appears after the promote task). Fails at once, without retries, on any failure state
     (CREATE_FAILED, ROLLBACK_IN_PROGRESS, ROLLBACK_COMPLETE, UPDATE_ROLLBACK_IN_PROGRESS,
     UPDATE_ROLLBACK_COMPLETE, DELETE_FAILED ...) with the status, its reason and the first
     failed resource of the latest operation. With ``expected_fingerprint``, a stack in
@@ -119,7 +123,7 @@ class StackStatusSensor(AwsConnectionMixin, BaseSensorOperator):
         from tdv_airflow.triggers.deployment import result_from_event
 
         try:
-            return result_from_event(event)
+            return self._with_endpoint(result_from_event(event))
         except StackFailedError as exc:
             raise AirflowFailException(str(exc)) from exc
 
@@ -164,7 +168,13 @@ class StackStatusSensor(AwsConnectionMixin, BaseSensorOperator):
             poll.raise_for_state()
         except StackFailedError as exc:
             raise AirflowFailException(str(exc)) from exc
-        return poll.result
+        return None if poll.result is None else self._with_endpoint(poll.result)
+
+    def _with_endpoint(self, result: dict[str, Any]) -> dict[str, Any]:
+        """The contract with a function URL's endpoint, or why it has none yet."""
+        from tdv_airflow.core.front_door_aws import with_url_endpoint
+
+        return with_url_endpoint(lambda: self.clients.lambda_, result)
 
     @cached_property
     def _cfn(self) -> Any:

@@ -102,7 +102,8 @@ def test_the_method_and_the_template_say_what_the_mode_asks(deployed: Deployed,
     stage = body["Resources"]["ApiStage"]["Properties"]
     chosen = evaluate(body, stage["DeploymentId"], values)["Ref"]
     assert body["Resources"][chosen]["Condition"] == {
-        "AWS_IAM": "AuthIsIam", "API_KEY": "AuthIsApiKey", "NONE": "AuthIsNone"}[parameter]
+        "AWS_IAM": "RestAuthIsIam", "API_KEY": "RestAuthIsApiKey",
+        "NONE": "RestAuthIsNone"}[parameter]  # the REST front door's (FrontDoor REST)
 
 
 @pytest.mark.parametrize("mode", list(MODES))
