@@ -7,7 +7,8 @@ to what these functions return with their placeholder defaults):
   the ``Deploy`` credentials) needs for the calls tdv-airflow makes itself; it may create
   and update stacks only from templates under the artifact prefix and only with the
   service role, delete versions but never a function, and let only API Gateway invoke
-  the ``live`` alias;
+  the ``live`` alias (or, for a function URL with ``EndpointAuth`` ``NONE``, anyone
+  through that alias's URL: principal ``*`` on ``live`` only);
 - :func:`cloudformation_service_role_policy`: what CloudFormation needs to create the
   stack's resources: the policy of the service role (``role_arn``), or, without one,
   further permissions of the caller, since CloudFormation then acts with them; it may
@@ -170,8 +171,10 @@ def rollout_statements(*, stack_prefix: str = "${StackPrefix}",
                        account_id: str = "${AccountId}", region: str = "${Region}",
                        partition: str = "${Partition}") -> list[dict[str, Any]]:
     """The Airflow identity's statements for versions, the live alias and its alarms:
-    publish and list versions, move the alias, let this API invoke it, invoke versions
-    (validation on AWS), delete old versions (never the function), read the alarms.
+    publish and list versions, move the alias, let this API invoke it, give it a function
+    URL (``FrontDoor`` ``URL``: the URL of the alias ``live``, public statements for
+    ``EndpointAuth`` ``NONE`` added and removed), invoke versions (validation on AWS),
+    delete old versions (never the function), read the alarms.
 
     :param stack_prefix: what every stack (hence function and alarm) name starts with.
     :param account_id: the AWS account.
@@ -194,6 +197,14 @@ def rollout_statements(*, stack_prefix: str = "${StackPrefix}",
          "Resource": [live],
          "Condition": {"StringEquals": {"lambda:Principal": "apigateway.amazonaws.com"}}},
         {"Sid": "ReadLiveAliasPolicy", "Effect": "Allow", "Action": ["lambda:GetPolicy"],
+         "Resource": [live]},
+        {"Sid": "ManageLiveAliasUrl", "Effect": "Allow",
+         "Action": ["lambda:GetFunctionUrlConfig", "lambda:CreateFunctionUrlConfig",
+                    "lambda:UpdateFunctionUrlConfig"],
+         "Resource": [live]},
+        {"Sid": "OpenLiveAliasUrl", "Effect": "Allow", "Action": ["lambda:AddPermission"],
+         "Resource": [live], "Condition": {"StringEquals": {"lambda:Principal": "*"}}},
+        {"Sid": "CloseLiveAliasUrl", "Effect": "Allow", "Action": ["lambda:RemovePermission"],
          "Resource": [live]},
         {"Sid": "InvokeVersions", "Effect": "Allow", "Action": ["lambda:InvokeFunction"],
          "Resource": [qualified]},
@@ -311,6 +322,11 @@ def cloudformation_service_role_policy(
          "Resource": [f"{apigw}/restapis", f"{apigw}/restapis/*", f"{apigw}/apikeys",
                       f"{apigw}/apikeys/*", f"{apigw}/usageplans", f"{apigw}/usageplans/*",
                       f"{apigw}/tags/*"]},
+        {"Sid": "ManageHttpApis", "Effect": "Allow",
+         "Action": ["apigateway:GET", "apigateway:POST", "apigateway:PUT",
+                    "apigateway:PATCH", "apigateway:DELETE", "apigateway:TagResource",
+                    "apigateway:UntagResource"],
+         "Resource": [f"{apigw}/apis", f"{apigw}/apis/*"]},
     ]
     return {"Version": _VERSION, "Statement": statements}
 

@@ -79,8 +79,10 @@ FIRST_NEEDED_BY = {"FindArtifactBucket": "prepare", "ReadModels": "prepare",
                    "ReadArtifacts": "prepare", "WriteArtifacts": "prepare",
                    "ReadDeploymentStacks": "create", "ChangeDeploymentStacks": "create",
                    "DeleteDeploymentStacks": "delete"}
+#: Statements of a function URL on the alias live (checked in test_iam_front_doors.py).
+URL_SIDS = ("ManageLiveAliasUrl", "OpenLiveAliasUrl", "CloseLiveAliasUrl")
 #: Statements the rollout's calls need (checked on a deployed function, not by a step).
-ROLLOUT_SIDS = sorted({c.sid for c in ROLLOUT_CALLS})
+ROLLOUT_SIDS = sorted({c.sid for c in ROLLOUT_CALLS} | set(URL_SIDS))
 _serial = itertools.count()
 
 
