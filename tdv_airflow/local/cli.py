@@ -13,7 +13,9 @@ the alias's versions, by their weights) when the stack has a ``LiveAlias`` outpu
 ``invoke`` prints the proxy response (exit status 1 for an HTTP error status, 2 when the
 function cannot be found or run) and, on stderr, the version that answered; ``serve``
 answers HTTP requests through one warm process per version
-(:mod:`tdv_airflow.local.server`) until interrupted.
+(:mod:`tdv_airflow.local.server`) until interrupted, as the stack's front door does
+(``FrontDoor``: a REST API's ``POST /predict``, an HTTP API's ``POST /predict`` with the
+payload 2.0 event, a function URL's any path, also ``/``).
 """
 
 from __future__ import annotations
