@@ -82,7 +82,9 @@ FIRST_NEEDED_BY = {"FindArtifactBucket": "prepare", "ReadModels": "prepare",
 #: Statements of a function URL on the alias live (checked in test_iam_front_doors.py).
 URL_SIDS = ("ManageLiveAliasUrl", "OpenLiveAliasUrl", "CloseLiveAliasUrl")
 #: Statements the rollout's calls need (checked on a deployed function, not by a step).
-ROLLOUT_SIDS = sorted({c.sid for c in ROLLOUT_CALLS} | set(URL_SIDS))
+#: Statements of provisioned concurrency on the alias live (test_iam_concurrency.py).
+CONCURRENCY_SIDS = ("ProvisionLiveAlias",)
+ROLLOUT_SIDS = sorted({c.sid for c in ROLLOUT_CALLS} | set(URL_SIDS) | set(CONCURRENCY_SIDS))
 _serial = itertools.count()
 
 
