@@ -159,7 +159,8 @@ class Deploy:
         self.workdir.mkdir(parents=True, exist_ok=True)
         for key in (response["s3_lbd_key"], response["s3_layer_key"],
                     response["s3_prepro_fn_location"], response["s3_template_key"],
-                    response.get("s3_deps_layer_key")):
+                    response.get("s3_deps_layer_key"),
+                    (response.get("deps_bundle") or {}).get("key")):
             if not key:
                 continue
             self.clients.s3.download_file(self.bucket, key,

@@ -6,23 +6,25 @@ import on an ``arm64`` function: the ``Architecture`` parameter sets the functio
 ``Architectures`` and the layers' ``CompatibleArchitectures`` from the prepare result.
 
 **Retained artifacts.** The function's role may read only the model and pickle it serves
-(``ModelKey``, ``PreproKey``) and those listed in ``RetainedArtifactArns``: the S3 object
+(``ModelKey``, ``PreproKey``, and ``DepsBundleKey`` when the dependencies are a bundle) and
+those listed in ``RetainedArtifactArns``: the S3 object
 ARNs of
 
 - every artifact a published version still reads (``retained``: versions keep their
   configuration but share the role, and the alias may route to, or roll back to, any of
   them);
-- the update window: the stack's current ``ModelKey``/``PreproKey`` when this update
-  changes them. The function depends on the role, so on an update CloudFormation rewrites
-  the role's policy before it updates the function; an execution environment that starts
-  in between still runs the old configuration and would be refused its artifacts;
+- the update window: the stack's current ``ModelKey``/``PreproKey``/``DepsBundleKey``
+  when this update changes them. The function depends on the role, so on an update
+  CloudFormation rewrites the role's policy before it updates the function; an execution
+  environment that starts in between still runs the old configuration and would be
+  refused its artifacts;
 - when the update changes neither key (a retry, or a code or settings change), what the
   stack already grants as well, so that a retried or repeated update computes the same
   parameters, hence the same fingerprint; a pruned version's artifacts therefore stay
   readable until the next update that changes a key;
 
-less the new ``ModelKey`` and ``PreproKey`` (the role reads them anyway), sorted and
-without duplicates. On create there is no window: only what ``retained`` lists.
+less the new ``ModelKey``, ``PreproKey`` and ``DepsBundleKey`` (the role reads them
+anyway), sorted and without duplicates. On create there is no window: only what ``retained`` lists.
 
 Exact object ARNs, no pattern, with three exceptions forced by the parameter type and
 IAM's syntax: ``RetainedArtifactArns`` is a ``CommaDelimitedList``, which cannot hold a
@@ -46,7 +48,7 @@ ARCHITECTURE_PARAMETER = "Architecture"
 #: The template parameter listing the object ARNs the role reads besides the current two.
 RETAINED_PARAMETER = "RetainedArtifactArns"
 #: The parameters naming the artifacts the function serves now (in ``ArtifactBucket``).
-SERVED_PARAMETERS = ("ModelKey", "PreproKey")
+SERVED_PARAMETERS = ("ModelKey", "PreproKey", "DepsBundleKey")
 #: Lambda's default architecture, which a template without ``Architecture`` runs on.
 DEFAULT_ARCHITECTURE = "x86_64"
 #: CloudFormation's limit on one parameter value, in bytes.
@@ -97,7 +99,7 @@ def retained_arns(stack: Mapping[str, Any] | None, bucket: str, current: Mapping
 
     :param stack: the existing stack (``describe_stacks`` entry), or ``None`` to create.
     :param bucket: the artifact bucket of the new configuration.
-    :param current: the new ``ModelKey`` and ``PreproKey``.
+    :param current: the new ``ModelKey``, ``PreproKey`` and ``DepsBundleKey`` (``""``: none).
     :param retained: ``(bucket, key)`` of every artifact a retained version reads.
     :param partition: the stack's partition.
     :returns: the object ARNs, sorted, without duplicates and without the current two.
@@ -105,12 +107,13 @@ def retained_arns(stack: Mapping[str, Any] | None, bucket: str, current: Mapping
     arns = {object_arn(b, k, partition) for b, k in retained}
     served = parameters_of(stack)
     changed = [name for name in SERVED_PARAMETERS
-               if served.get(name) and served[name] != current[name]]
+               if served.get(name) and served[name] != current.get(name, "")]
     old_bucket = served.get("ArtifactBucket") or bucket
     arns |= {object_arn(old_bucket, served[name], partition) for name in changed}
     if stack is not None and not changed:  # a retry or a settings change: keep the grants
         arns |= {a for a in served.get(RETAINED_PARAMETER, "").split(",") if a}
-    arns -= {object_arn(bucket, current[name], partition) for name in SERVED_PARAMETERS}
+    arns -= {object_arn(bucket, current[name], partition) for name in SERVED_PARAMETERS
+             if current.get(name)}
     return sorted(arns)
 
 
@@ -173,8 +176,10 @@ def scope_parameters(response: Mapping[str, Any], stack: Mapping[str, Any] | Non
     check_declared(declared, architecture, kms_key)
     values = {ARCHITECTURE_PARAMETER: architecture, KMS_KEY_PARAMETER: kms_key}
     if RETAINED_PARAMETER in declared:
+        bundle = response.get("deps_bundle") or {}
         current = {"ModelKey": str(response["model_s3_key"]),
-                   "PreproKey": str(response["s3_prepro_fn_location"])}
+                   "PreproKey": str(response["s3_prepro_fn_location"]),
+                   "DepsBundleKey": str(bundle.get("key") or "")}
         values[RETAINED_PARAMETER] = check_parameter_size(retained_arns(
             stack, str(response["bucket"]), current, retained, partition_of(region)))
     return {name: value for name, value in values.items() if name in declared}

@@ -176,9 +176,10 @@ class VersionRecord:
         return self.environment.get("TDV_MODEL_SHA256")
 
     def artifacts(self) -> list[tuple[str, str]]:
-        """``(bucket, key)`` of the model and pickle this version reads."""
+        """``(bucket, key)`` of the model, pickle and dependency bundle this version reads."""
         bucket = self.environment.get("TDV_BUCKET")
-        keys = (self.environment.get("TDV_MODEL_KEY"), self.environment.get("TDV_PREPRO_KEY"))
+        keys = [self.environment.get(name) for name in (
+            "TDV_MODEL_KEY", "TDV_PREPRO_KEY", "TDV_DEPS_BUNDLE_KEY")]
         return [(bucket, key) for key in keys if bucket and key]
 
     def as_dict(self) -> dict[str, Any]:

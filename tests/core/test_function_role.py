@@ -241,3 +241,27 @@ def test_a_list_beyond_cloudformation_s_limit_is_refused() -> None:
 def test_a_template_without_the_parameter_gets_none() -> None:
     legacy = {**RESPONSE, "template_parameters": ["ModelKey", "PreproKey"]}
     assert scope_parameters(legacy, None, [("bkt", "m/v1.pkl")]) == {}
+
+
+def test_a_dependency_bundle_is_served_retained_and_kept_through_the_update_window() -> None:
+    from tdv_airflow.core.versions import VersionRecord
+
+    record = VersionRecord(version="3", identity="i", run_id=None, published_at=None,
+                           environment={"TDV_BUCKET": "bkt", "TDV_MODEL_KEY": "m/v3.pkl",
+                                        "TDV_PREPRO_KEY": "p/v3",
+                                        "TDV_DEPS_BUNDLE_KEY": "b/old.zip"})
+    assert record.artifacts() == [("bkt", "m/v3.pkl"), ("bkt", "p/v3"), ("bkt", "b/old.zip")]
+    # the stack served an old bundle; this update brings a new one: the old stays readable
+    stack = described(ArtifactBucket="bkt", ModelKey="m/new.pkl", PreproKey="p/new",
+                      DepsBundleKey="b/old.zip")
+    new = {"ModelKey": "m/new.pkl", "PreproKey": "p/new", "DepsBundleKey": "b/new.zip"}
+    assert retained_arns(stack, "bkt", new) == ["arn:aws:s3:::bkt/b/old.zip"]
+    # the new bundle is the served one (ReadThisDeploymentsArtifacts), never listed again
+    assert retained_arns(stack, "bkt", new, [("bkt", "b/new.zip")]) == [
+        "arn:aws:s3:::bkt/b/old.zip"]
+    # back to a layer (no bundle): the old bundle stays readable through the window
+    assert retained_arns(stack, "bkt", {**new, "DepsBundleKey": ""}) == [
+        "arn:aws:s3:::bkt/b/old.zip"]
+    response = {**RESPONSE, "deps_bundle": {"key": "b/old.zip"}}
+    assert scope_parameters(response, stack, [("bkt", "b/old.zip")])[
+        "RetainedArtifactArns"] == ""  # the same bundle again: served, not retained
