@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from testkit.iam_moto import IamMoto, RolloutCall, denied_calls
-from tests.core.test_iam import URL_SIDS, for_moto, published_policy
-from tests.core.test_iam_rollout import OTHER, Rollout
+from tests.core.test_iam import URL_SIDS
+from tests.core.test_iam_rollout import OTHER, Rollout, ensure_live, refused_without
 from tests.core.test_iam_rollout import iam_aws as iam_aws  # noqa: F401 - the fixture
 from tests.core.test_iam_rollout import rollout as rollout  # noqa: F401 - the fixture
 
@@ -61,12 +61,8 @@ REFUSED_URL_CALLS = (
 def test_the_url_calls_are_allowed_on_our_live_alias_only(
         iam_aws: IamMoto, rollout: Rollout) -> None:  # noqa: F811 - the fixtures
     endpoint = iam_aws.aws.endpoint_url
-    lam = iam_aws.client("lambda")  # the administrator: a live alias, as a promotion leaves it
-    if not any(a["Name"] == "live" for a in lam.list_aliases(
-            FunctionName=rollout.function_name)["Aliases"]):
-        version = lam.publish_version(FunctionName=rollout.function_name)["Version"]
-        lam.create_alias(FunctionName=rollout.function_name, Name="live",
-                         FunctionVersion=version)
+    ensure_live(iam_aws, rollout)
+    lam = iam_aws.client("lambda")
     ours = denied_calls(rollout.session, endpoint, rollout.function_name,
                         rollout.identity.stack_name, URL_CALLS)
     assert ours == dict.fromkeys(ours, False)
@@ -92,10 +88,5 @@ def test_the_url_statements_are_the_ones_the_url_calls_need() -> None:
 @pytest.mark.parametrize("sid", URL_SIDS)
 def test_without_each_url_statement_its_calls_are_refused(
         iam_aws: IamMoto, rollout: Rollout, sid: str) -> None:  # noqa: F811 - the fixtures
-    policy = published_policy(rollout.identity.bucket, rollout.identity.role_arn.rsplit(
-        "/", 1)[-1], drop=sid)
-    session = iam_aws.user(f"url-without-{sid}", for_moto(policy))
-    denied = denied_calls(session, iam_aws.aws.endpoint_url, rollout.function_name,
-                          rollout.identity.stack_name, URL_CALLS)
-    assert {name for name, refused in denied.items() if refused} == {
+    assert refused_without(iam_aws, rollout, sid, URL_CALLS, f"url-without-{sid}") == {
         c.name for c in URL_CALLS if c.sid == sid}

@@ -23,7 +23,7 @@ import pytest
 
 from tdv_airflow.core.deployment import function_name_for
 from tdv_airflow.local.moto_server import FIXES
-from testkit.iam_moto import REFUSED_CALLS, ROLLOUT_CALLS, IamMoto, denied_calls
+from testkit.iam_moto import REFUSED_CALLS, ROLLOUT_CALLS, IamMoto, RolloutCall, denied_calls
 from testkit.models import REGION
 from tests.core.test_iam import (
     ROLLOUT_SIDS,
@@ -70,6 +70,29 @@ def rollout(iam_aws: IamMoto) -> Iterator[Rollout]:  # noqa: F811 - the imported
     lam.create_alias(FunctionName=OTHER, Name="live", FunctionVersion="1")
     yield Rollout(identity, function_name_for(identity.stack_name),
                   identity.auth.session(REGION))
+
+
+def ensure_live(iam_aws: IamMoto, rollout: Rollout) -> None:  # noqa: F811 - the fixtures
+    """Give the identity's function the alias ``live``, as a promotion leaves it (as the
+    administrator, once)."""
+    lam = iam_aws.client("lambda")
+    if not any(a["Name"] == "live" for a in lam.list_aliases(
+            FunctionName=rollout.function_name)["Aliases"]):
+        version = lam.publish_version(FunctionName=rollout.function_name)["Version"]
+        lam.create_alias(FunctionName=rollout.function_name, Name="live",
+                         FunctionVersion=version)
+
+
+def refused_without(iam_aws: IamMoto, rollout: Rollout, sid: str,  # noqa: F811
+                    calls: tuple[RolloutCall, ...], user: str) -> set[str]:
+    """The names of ``calls`` refused to the user ``user`` holding the published identity
+    policy minus the statement ``sid``."""
+    policy = published_policy(rollout.identity.bucket, rollout.identity.role_arn.rsplit(
+        "/", 1)[-1], drop=sid)
+    session = iam_aws.user(user, for_moto(policy))
+    denied = denied_calls(session, iam_aws.aws.endpoint_url, rollout.function_name,
+                          rollout.identity.stack_name, calls)
+    return {name for name, refused in denied.items() if refused}
 
 
 def test_the_rollout_calls_are_allowed_on_our_function_and_refused_on_another(
