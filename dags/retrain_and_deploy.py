@@ -161,30 +161,42 @@ with DAG(
         return {"model_s3_key": key, "deployment": deployment, "stack_name": name}
 
     trained = train_model()
+    # [START howto_operator_prepare_deployment]
     prepare = PrepareDeploymentOperator(
         task_id="prepare_deployment", bucket="{{ params.bucket }}",
         model_s3_key=trained["model_s3_key"], prepro_fn=prepro_fn,
         template_stack_local_path="{{ params.template_path }}",
         dependencies="{{ params.dependencies }}", function_options=OPTIONS)
+    # [END howto_operator_prepare_deployment]
+    # [START howto_operator_create_stack]
     create = CreateStackOperator(  # starts the stack; the sensor waits for it
         task_id="create_stack", prepare_env_response=prepare.output,
         stack_name=trained["stack_name"], deployment=trained["deployment"],
         on_exists="{{ params.on_exists }}", endpoint_auth="{{ params.endpoint_auth }}",
         function_options=OPTIONS)
+    # [END howto_operator_create_stack]
+    # [START howto_sensor_stack_status]
     wait = StackStatusSensor(  # a stack rolled back to what create asked for is success
         task_id="wait_for_stack", stack_name=trained["stack_name"], timeout=3600,
         expected_fingerprint=create.output["fingerprint"])
+    # [END howto_sensor_stack_status]
+    # [START howto_operator_validate_candidate]
     validate = ValidateCandidateOperator(  # the candidate version itself, before traffic
         task_id="validate_candidate", stack_name=trained["stack_name"],
         identity=create.output["identity"], requests=[{
             "payload": "{{ params.smoke_payload }}",
             "expected_predictions": "{{ params.smoke_expected }}"}])
+    # [END howto_operator_validate_candidate]
+    # [START howto_operator_promote]
     promote = PromoteOperator(
         task_id="promote", stack_name=trained["stack_name"], version=validate.output["version"],
         strategy="{{ params.strategy }}", canary_weight="{{ params.canary_weight }}",
         bake_seconds="{{ params.bake_seconds }}", keep_versions="{{ params.keep_versions }}")
+    # [END howto_operator_promote]
+    # [START howto_operator_retire_versions]
     retire = RetireVersionsOperator(
         task_id="retire_old_versions", pre_execute=per_version_only,
         deployment=trained["deployment"], exclude=[trained["deployment"]],
         keep_versions="{{ params.keep_versions }}")
+    # [END howto_operator_retire_versions]
     create >> wait >> validate >> promote >> retire

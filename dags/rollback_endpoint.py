@@ -36,5 +36,7 @@ with DAG(
                             pattern="^(previous|[1-9][0-9]*)$"),
     },
 ) as dag:
+    # [START howto_operator_rollback]
     RollbackOperator(task_id="rollback", stack_name="{{ params.stack_name }}",
                      to="{{ params.to_version }}")
+    # [END howto_operator_rollback]

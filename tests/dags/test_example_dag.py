@@ -74,7 +74,9 @@ def test_dagbag_loads_the_dag_without_errors_or_warnings() -> None:
     source = DAG_FILE.read_text()
     assert "os.environ" not in source and "getenv" not in source
     assert "tdv-airflow:deployment" not in source
-    assert len(source.splitlines()) <= 200
+    # short: at most 200 lines, not counting the guides' snippet markers (# [START x])
+    assert len([line for line in source.splitlines()
+                if not line.lstrip().startswith("# [")]) <= 200
 
 
 def test_the_rollback_dag_takes_a_stack_and_a_version_from_the_trigger_form() -> None:
