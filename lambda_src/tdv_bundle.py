@@ -16,29 +16,35 @@ Environment contract (set by the CloudFormation stack when a bundle is attached)
 ``TDV_BUNDLE_THREADS`` (optional)
     Parallel ranged GETs and extraction threads; default 8.
 
-Steps, once per execution environment: if ``<dir>/tdv-bundle-<sha256>/.tdv-verified``
-exists (written last, after a verified and complete extraction), the folder is reused.
-Otherwise the object's size is read (HeadObject), its bytes are fetched with parallel
-``Range: bytes=a-b`` GETs into ``<dir>/tdv-bundle-<sha256>.zip.part``, hashed in order
-as the parts arrive, and compared with ``TDV_DEPS_BUNDLE_SHA256``: a mismatch deletes
-the download and raises :class:`BundleError` (nothing extracted, nothing on
-``sys.path``, nothing imported). A verified zip is extracted by several threads (zlib
-releases the GIL) into a temporary folder renamed into place, the zip is deleted, and
-``<dir>/tdv-bundle-<sha256>/python`` goes to the front of ``sys.path``.
+Once per execution environment (a folder whose marker ``.tdv-verified``, written last,
+exists is reused): the object's size is read (HeadObject), parallel ``Range`` GETs of
+8 MiB are read in order (:func:`parts`), hashed, and extracted *as they arrive* by
+``tdv_unzip.py`` (zipped beside this file) into a staging folder that is not on
+``sys.path``. Only when the whole download's SHA-256 equals ``TDV_DEPS_BUNDLE_SHA256`` is
+the folder renamed to ``<dir>/tdv-bundle-<sha256>`` and its ``python`` put first on
+``sys.path``; a mismatch deletes it and raises :class:`BundleError` (nothing on
+``sys.path``, nothing imported). A zip the stream cannot read in order (data descriptors,
+encryption, ZIP64 sizes in a local header) is downloaded again into a file, verified,
+then extracted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import logging
 import os
 import shutil
 import sys
 import time
 import zipfile
+from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import tdv_unzip  # noqa: TID253 - zipped beside this file
 
 ENV_KEY = "TDV_DEPS_BUNDLE_KEY"
 ENV_SHA256 = "TDV_DEPS_BUNDLE_SHA256"
@@ -69,6 +75,42 @@ def _ranges(size: int, part: int) -> list[tuple[int, int]]:
     return [(start, min(start + part, size) - 1) for start in range(0, size, part)] or [(0, -1)]
 
 
+def parts(client: Any, bucket: str, key: str, threads: int) -> Iterator[bytes]:
+    """An object's bytes in order, fetched by ``threads`` parallel ranged GETs that run at
+    most ``threads + 2`` parts ahead of the reader.
+
+    :param client: an S3 client.
+    :param bucket: the bucket.
+    :param key: the key.
+    :param threads: parallel GETs.
+    """
+    size = int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+
+    def fetch(span: tuple[int, int]) -> bytes:
+        if span[1] < span[0]:
+            return b""
+        body = client.get_object(Bucket=bucket, Key=key, Range=f"bytes={span[0]}-{span[1]}")
+        stream = body["Body"]
+        try:
+            data = bytes(stream.read())
+        finally:
+            stream.close()
+        if len(data) != span[1] - span[0] + 1:
+            raise BundleError(f"s3://{bucket}/{key}: range {span} gave {len(data)} bytes")
+        return data
+
+    spans = iter(_ranges(size, PART_BYTES))
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="tdv-bundle-get")
+    try:
+        ahead = deque(pool.submit(fetch, span) for span in itertools.islice(spans, threads + 2))
+        while ahead:
+            data = ahead.popleft().result()
+            ahead.extend(pool.submit(fetch, span) for span in itertools.islice(spans, 1))
+            yield data
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def download(client: Any, bucket: str, key: str, path: str, threads: int) -> str:
     """Fetch an object into ``path`` with parallel ranged GETs; return its SHA-256.
 
@@ -78,75 +120,12 @@ def download(client: Any, bucket: str, key: str, path: str, threads: int) -> str
     :param path: the file to write (created or truncated).
     :param threads: parallel GETs.
     """
-    size = int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
     digest = hashlib.sha256()
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.ftruncate(fd, size)
-
-        def fetch(span: tuple[int, int]) -> bytes:
-            if span[1] < span[0]:
-                return b""
-            body = client.get_object(Bucket=bucket, Key=key,
-                                     Range=f"bytes={span[0]}-{span[1]}")["Body"]
-            try:
-                data = body.read()
-            finally:
-                body.close()
-            if len(data) != span[1] - span[0] + 1:
-                raise BundleError(f"s3://{bucket}/{key}: range {span} gave {len(data)} bytes")
-            os.pwrite(fd, data, span[0])
-            return bytes(data)
-
-        with ThreadPoolExecutor(threads, thread_name_prefix="tdv-bundle-get") as pool:
-            for part in pool.map(fetch, _ranges(size, PART_BYTES)):  # in order
-                digest.update(part)
-    finally:
-        os.close(fd)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+        for data in parts(client, bucket, key, threads):
+            digest.update(data)
+            out.write(data)
     return digest.hexdigest()
-
-
-def _safe_members(zf: zipfile.ZipFile, root: str) -> list[zipfile.ZipInfo]:
-    """The zip's file entries, refused when one would land outside ``root``."""
-    real_root = os.path.realpath(root)
-    files = []
-    for info in zf.infolist():
-        target = os.path.realpath(os.path.join(real_root, info.filename))
-        if target != real_root and not target.startswith(real_root + os.sep):
-            raise BundleError(f"bundle entry {info.filename!r} would land outside {root}")
-        if not info.is_dir():
-            files.append(info)
-    return files
-
-
-def extract(path: str, root: str, threads: int) -> int:
-    """Extract the zip at ``path`` into ``root`` with ``threads`` threads.
-
-    :returns: the number of files written.
-    """
-    with zipfile.ZipFile(path) as zf:
-        members = _safe_members(zf, root)
-        for folder in sorted({os.path.dirname(m.filename) for m in members}):
-            os.makedirs(os.path.join(root, folder), exist_ok=True)
-        groups: list[list[zipfile.ZipInfo]] = [[] for _ in range(threads)]
-        loads = [0] * threads
-        for info in sorted(members, key=lambda m: -m.compress_size):  # balance the bytes
-            slot = loads.index(min(loads))
-            groups[slot].append(info)
-            loads[slot] += info.compress_size + 4096
-
-        def write(group: list[zipfile.ZipInfo]) -> None:
-            with zipfile.ZipFile(path) as own:  # one handle per thread: reads in parallel
-                for info in group:
-                    target = os.path.join(root, info.filename)
-                    with own.open(info) as src, open(target, "wb") as out:
-                        shutil.copyfileobj(src, out, 1024 * 1024)
-                    if (info.external_attr >> 16) & 0o111:
-                        os.chmod(target, 0o755)  # noqa: S103 - executables stay executable
-
-        with ThreadPoolExecutor(threads, thread_name_prefix="tdv-bundle-unzip") as pool:
-            list(pool.map(write, [g for g in groups if g]))
-    return len(members)
 
 
 def _log(event: str, **fields: Any) -> None:
@@ -183,6 +162,11 @@ def ensure_bundle(client: Any, bucket: str, environ: Any = None) -> str | None:
     return python
 
 
+def _fresh(folder: str) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+
+
 def _fetch_and_extract(client: Any, bucket: str, key: str, expected: str, base: str,
                        root: str, threads: int) -> None:
     os.makedirs(base, exist_ok=True)
@@ -191,8 +175,17 @@ def _fetch_and_extract(client: Any, bucket: str, key: str, expected: str, base: 
     staging = f"{root}.{os.getpid()}.tmp"
     started = time.perf_counter()
     try:
+        _fresh(staging)
         try:
-            actual = download(client, bucket, key, part, threads)
+            try:
+                mode = "streamed"
+                actual, size, outcome = tdv_unzip.stream_extract(
+                    parts(client, bucket, key, threads), staging, threads)
+            except tdv_unzip.NotInOrder:
+                mode = "download-then-extract"
+                _fresh(staging)
+                actual = download(client, bucket, key, part, threads)
+                size, outcome = os.path.getsize(part), 0
         except BundleError:
             raise
         except Exception as exc:  # botocore errors, connection errors, a full disk ...
@@ -203,12 +196,12 @@ def _fetch_and_extract(client: Any, bucket: str, key: str, expected: str, base: 
             _log("bundle_refused", key=key, expected=expected, actual=actual)
             raise BundleError(f"SHA-256 mismatch for the bundle s3://{bucket}/{key}: expected "
                               f"{expected}, got {actual}; refusing to extract or import it")
-        size = os.path.getsize(part)
-        shutil.rmtree(staging, ignore_errors=True)
-        os.makedirs(staging)
         try:
-            files = extract(part, staging, threads)
-        except (OSError, zipfile.BadZipFile) as exc:
+            if isinstance(outcome, tdv_unzip.UnzipError):
+                raise outcome
+            if mode != "streamed":
+                outcome = tdv_unzip.extract(part, staging)
+        except (OSError, zipfile.BadZipFile, tdv_unzip.UnzipError) as exc:
             raise BundleError(f"cannot extract the bundle s3://{bucket}/{key}: "
                               f"{type(exc).__name__}: {exc}") from exc
         with open(os.path.join(staging, MARKER), "w", encoding="ascii") as out:
@@ -218,9 +211,9 @@ def _fetch_and_extract(client: Any, bucket: str, key: str, expected: str, base: 
         except OSError:  # another process sharing the folder finished first
             if not os.path.isfile(os.path.join(root, MARKER)):
                 raise
-        _log("bundle_ready", key=key, bytes=size, files=files, threads=threads,
-             download_ms=round((fetched - started) * 1000, 1),
-             extract_ms=round((time.perf_counter() - fetched) * 1000, 1))
+        _log("bundle_ready", key=key, bytes=size, files=outcome, threads=threads, mode=mode,
+             fetch_ms=round((fetched - started) * 1000, 1),
+             finish_ms=round((time.perf_counter() - fetched) * 1000, 1))
     finally:
         if os.path.exists(part):
             os.unlink(part)

@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from tdv_airflow.core.pickling import dumps_by_value
-from tdv_airflow.core.resources import BUNDLE_SOURCE_NAME, LAMBDA_SOURCE_NAME, bundle_source_path
+from tdv_airflow.core.resources import (
+    BUNDLE_SOURCE_NAME,
+    LAMBDA_SOURCE_NAME,
+    UNZIP_SOURCE_NAME,
+    bundle_source_path,
+)
 from tdv_airflow.core.zips import deterministic_zip, tree_files
 from tdv_airflow.exceptions import ArtifactError, InvalidInputError
 
@@ -78,11 +83,12 @@ def build_layer(layer_zip_local_path: str | Path | None = None) -> Artifact:
 
 def build_lambda_code(source_path: str | Path) -> Artifact:
     """The function's code zip, holding the request processor at its root, with the
-    dependency bundle module (``tdv_bundle.py``) beside it.
+    dependency bundle module (``tdv_bundle.py``, with its zip reader ``tdv_unzip.py``)
+    beside it.
 
     :param source_path: a ``.py`` file (zipped as ``lbd_request_processor.py``, with the
         shipped ``tdv_bundle.py``) or a ready-made ``.zip``, used as is: a custom zip that
-        serves a dependency bundle must hold its own ``tdv_bundle.py``.
+        serves a dependency bundle must hold its own ``tdv_bundle.py`` and ``tdv_unzip.py``.
     """
     data = _read_file(source_path, "deployment_lbd_local_path")
     if str(source_path).endswith(".zip"):
@@ -97,7 +103,9 @@ def build_lambda_code(source_path: str | Path) -> Artifact:
                                 f"valid Python: {exc}") from exc
     return Artifact("lambda_code", "lambda_code.zip",
                     deterministic_zip([(LAMBDA_SOURCE_NAME, data),
-                                       (BUNDLE_SOURCE_NAME, bundle_source_path())]))
+                                       (BUNDLE_SOURCE_NAME, bundle_source_path()),
+                                       (UNZIP_SOURCE_NAME,
+                                        bundle_source_path().with_name(UNZIP_SOURCE_NAME))]))
 
 
 def build_prepro_fn(prepro_fn: Callable[..., Any], by_value_modules: Iterable[str] = ()

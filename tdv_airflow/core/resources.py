@@ -14,6 +14,8 @@ TEMPLATE_NAME = "stack_template.json"
 LAMBDA_SOURCE_NAME = "lbd_request_processor.py"
 #: The function-side dependency bundle module, zipped beside the request processor.
 BUNDLE_SOURCE_NAME = "tdv_bundle.py"
+#: The zip reader the bundle module uses, zipped beside it.
+UNZIP_SOURCE_NAME = "tdv_unzip.py"
 
 
 def _shipped_dir(name: str) -> Path:

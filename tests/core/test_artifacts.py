@@ -28,9 +28,10 @@ def test_layer_holds_dill_under_python_and_is_deterministic() -> None:
 def test_lambda_code_zip_has_the_handler_at_its_root() -> None:
     art = artifacts.build_lambda_code(default_lambda_source_path())
     zf = zipfile.ZipFile(io.BytesIO(art.data))
-    assert zf.namelist() == ["lbd_request_processor.py", "tdv_bundle.py"]
+    assert zf.namelist() == ["lbd_request_processor.py", "tdv_bundle.py", "tdv_unzip.py"]
     assert zf.read("lbd_request_processor.py") == default_lambda_source_path().read_bytes()
     assert zf.read("tdv_bundle.py") == bundle_source_path().read_bytes()
+    assert zf.read("tdv_unzip.py") == bundle_source_path().with_name("tdv_unzip.py").read_bytes()
 
 
 def test_custom_layer_zip_is_used_as_is(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import pickle
+import struct
 import sys
 import zipfile
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tdv_airflow.core.zips import deterministic_zip
 from testkit import lambda_fixtures as lf
 
 BUNDLE_KEY = "tdv-airflow/deps_bundle/x/deps_bundle.zip"
@@ -177,3 +179,92 @@ def test_entries_outside_the_folder_are_refused(s3: Any, bucket: str, tmp_path: 
         bundle.ensure_bundle(s3, bucket, env)
     assert not (tmp_path / "escape.py").exists()
     assert [p.name for p in (tmp_path / "t").iterdir()] == []
+
+
+class _Unseekable(io.RawIOBase):
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self.data += b
+        return len(b)
+
+    def tell(self) -> int:
+        raise OSError("unseekable")
+
+
+def foreign_zip(entries: dict[str, tuple[bytes, int]]) -> bytes:
+    """A zip written to a stream without seek: each member's sizes come after its data
+    (a data descriptor), as zip tools that stream write them."""
+    out = _Unseekable()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, (content, mode) in entries.items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = mode << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, content)
+    return bytes(out.data)
+
+
+class CountingClient:
+    """The real S3 client, noting before each ranged GET how many bundle files are
+    already written in the staging folder (``*.tmp``) under ``base``."""
+
+    def __init__(self, client: Any, base: Path) -> None:
+        self.client, self.base, self.seen = client, base, []
+
+    def head_object(self, **kwargs: Any) -> Any:
+        return self.client.head_object(**kwargs)
+
+    def get_object(self, **kwargs: Any) -> Any:
+        self.seen.append(sum(1 for staging in self.base.glob("*.tmp")
+                             for path in staging.rglob("*") if path.is_file()))
+        return self.client.get_object(**kwargs)
+
+
+def test_members_are_extracted_while_the_download_goes_on(
+        s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = function_side_bundle()
+    monkeypatch.setattr(bundle, "PART_BYTES", 32 * 1024)
+    files = {f"python/pkg/f{i:02d}.bin": os.urandom(20_000) for i in range(30)}
+    data = deterministic_zip(files)
+    assert len(data) > 16 * 32 * 1024
+    s3.put_object(Bucket=bucket, Key=BUNDLE_KEY, Body=data)
+    client = CountingClient(s3, tmp_path)
+    env = {"TDV_DEPS_BUNDLE_KEY": BUNDLE_KEY, "TDV_BUNDLE_THREADS": "1",
+           "TDV_DEPS_BUNDLE_SHA256": hashlib.sha256(data).hexdigest(),
+           "TDV_BUNDLE_DIR": str(tmp_path)}
+    before = list(sys.path)
+    try:
+        python = Path(bundle.ensure_bundle(client, bucket, env))
+    finally:
+        sys.path[:] = before
+    # The last GETs start when most members are already on disk (3 parts ahead at most).
+    assert client.seen[-1] >= 10, client.seen
+    assert client.seen == sorted(client.seen)
+    for name, content in files.items():
+        assert (python.parent / name).read_bytes() == content
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob("*.part"))
+
+
+def test_a_foreign_zip_with_data_descriptors_is_downloaded_then_extracted(
+        s3: Any, bucket: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    bundle = function_side_bundle()
+    data = foreign_zip({"python/tool.sh": (b"#!/bin/sh\n" * 50, 0o755),
+                        "python/mod.py": (b"X = 1\n" * 50, 0o644)})
+    assert struct.unpack_from("<H", data, 6)[0] & 0x08  # a data descriptor follows
+    s3.put_object(Bucket=bucket, Key=BUNDLE_KEY, Body=data)
+    env = {"TDV_DEPS_BUNDLE_KEY": BUNDLE_KEY, "TDV_BUNDLE_DIR": str(tmp_path),
+           "TDV_DEPS_BUNDLE_SHA256": hashlib.sha256(data).hexdigest()}
+    before = list(sys.path)
+    try:
+        with caplog.at_level("INFO"):
+            python = Path(bundle.ensure_bundle(s3, bucket, env))
+    finally:
+        sys.path[:] = before
+    assert (python / "mod.py").read_bytes() == b"X = 1\n" * 50
+    assert os.access(python / "tool.sh", os.X_OK)
+    assert '"mode": "download-then-extract"' in caplog.text
