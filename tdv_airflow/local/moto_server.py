@@ -28,7 +28,8 @@ version an alias uses is not deleted), :mod:`~tdv_airflow.local.fix_lambda_polic
 version or an alias) and :mod:`~tdv_airflow.local.fix_function_settings` (a function's
 ``EphemeralStorage`` and ``SnapStart`` through CloudFormation);
 :mod:`~tdv_airflow.local.fix_apigatewayv2` (an HTTP API in stacks) and
-:mod:`~tdv_airflow.local.fix_function_url` (a function URL per alias).
+:mod:`~tdv_airflow.local.fix_function_url` (a function URL per alias);
+:mod:`~tdv_airflow.local.fix_s3_ranges` (a ranged ``GetObject`` reads only its range).
 ``TDV_MOTO_FIXES`` (comma-separated names of :data:`FIXES`, empty for none) chooses
 which are installed; unset, all are. Without moto the module is not importable (the
 ``local`` extra).
@@ -64,6 +65,7 @@ FIXES = (
     "fix_function_settings",  # EphemeralStorage and SnapStart through CloudFormation
     "fix_apigatewayv2",  # AWS::ApiGatewayV2 Api/Integration/Route/Stage in CloudFormation
     "fix_function_url",  # a function URL per qualifier (the alias live)
+    "fix_s3_ranges",  # a ranged GetObject reads only its range (cost, not answers)
 )
 #: The environment variable naming the fixes to install (all when unset).
 FIXES_ENV = "TDV_MOTO_FIXES"
