@@ -62,12 +62,12 @@ def install() -> None:
     moto_get_object = S3Response.get_object
     if getattr(moto_get_object, _MARK, False):
         return
-    moto_value = FakeKey.value
+    moto_value: Any = vars(FakeKey)["value"]  # the property itself
 
     def value(self: Any) -> Any:
         if getattr(_RANGED, "on", False):
             return _ObjectBytes(self)
-        return moto_value.fget(self)  # type: ignore[attr-defined]
+        return moto_value.fget(self)
 
     def get_object(self: Any) -> Any:
         if not self.headers.get("range"):
