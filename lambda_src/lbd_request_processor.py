@@ -171,14 +171,28 @@ def _s3_client() -> Any:
     return _S3_CLIENT
 
 
+#: The log lines' JSON (``json.dumps(record, default=str, sort_keys=True)``), built once.
+_LOG_ENCODER = json.JSONEncoder(default=str, sort_keys=True)
+#: The responses' JSON (``json.dumps(payload, allow_nan=False)``), built once.
+_BODY_ENCODER = json.JSONEncoder(allow_nan=False)
+
+
 def _log_json(logger: logging.Logger, level: int, record: Mapping[str, Any]) -> None:
     """Emit one JSON log line.
+
+    The record is made directly (``makeRecord`` + ``handle``, what ``Logger.log`` does
+    without looking up the caller's frame, a per-request cost): its source is this module.
 
     :param logger: the logger to use.
     :param level: the logging level.
     :param record: the fields of the line.
     """
-    logger.log(level, json.dumps(record, default=str, sort_keys=True))
+    if logger.isEnabledFor(level):
+        logger.handle(logger.makeRecord(logger.name, level, __file__, _LOG_LINE,
+                                        _LOG_ENCODER.encode(record), (), None, "_log_json"))
+
+
+_LOG_LINE = _log_json.__code__.co_firstlineno
 
 
 # --------------------------------------------------------------------------- loading
@@ -399,8 +413,13 @@ def _max_body_bytes() -> int:
 
     :raises _LoadError: when the variable is set but not a positive integer.
     """
-    raw = os.environ.get("TDV_MAX_BODY_BYTES", "").strip()
+    global _BODY_LIMIT
+    setting = os.environ.get("TDV_MAX_BODY_BYTES", "")
+    if _BODY_LIMIT[0] == setting:  # the environment as last read: its value
+        return _BODY_LIMIT[1]
+    raw = setting.strip()
     if not raw:
+        _BODY_LIMIT = (setting, DEFAULT_MAX_BODY_BYTES)
         return DEFAULT_MAX_BODY_BYTES
     try:
         value = int(raw)
@@ -408,7 +427,11 @@ def _max_body_bytes() -> int:
         value = 0
     if value <= 0:
         raise _LoadError(f"TDV_MAX_BODY_BYTES must be a positive integer, got {raw!r}")
+    _BODY_LIMIT = (setting, value)
     return value
+
+
+_BODY_LIMIT: tuple[str | None, int] = (None, DEFAULT_MAX_BODY_BYTES)
 
 
 def _short(value: Any, limit: int) -> str | None:
@@ -516,6 +539,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+#: ``json.loads(text, parse_constant=_reject_constant)``, built once.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _parse_json(raw: bytes) -> Any:
     """Parse a strict JSON document.
 
@@ -527,9 +554,13 @@ def _parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise _HttpError(400, "request body is not valid UTF-8", reason="bad_encoding") from exc
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         raise _HttpError(400, "request body is not valid JSON", reason="bad_json") from exc
+
+
+#: dtype kinds whose ``tolist()`` gives plain numbers: bool, signed, unsigned, float.
+_NUMERIC_KINDS = frozenset("biuf")
 
 
 def _to_jsonable(value: Any) -> Any:
@@ -542,6 +573,15 @@ def _to_jsonable(value: Any) -> Any:
     """
     if value is None or isinstance(value, bool | int | str):
         return value
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    if isinstance(kind, str) and kind in _NUMERIC_KINDS and callable(
+            getattr(value, "tolist", None)):
+        try:  # NumPy arrays and scalars, pandas Series of numbers: no walk when all finite
+            finite = kind in "biu" or bool((abs(value) < math.inf).all())
+        except Exception:  # not NumPy-like after all: walk it below
+            finite = False
+        if finite:
+            return value.tolist()
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Decimal):
@@ -602,7 +642,7 @@ def _response(status: int, payload: Mapping[str, Any],
     return {
         "statusCode": status,
         "headers": {"Content-Type": "application/json", **(headers or {})},
-        "body": json.dumps(payload, allow_nan=False),
+        "body": _BODY_ENCODER.encode(payload),
         "isBase64Encoded": False,
     }
 
