@@ -7,6 +7,8 @@ where there is one, what to do.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class TdvError(Exception):
     """Base class of all tdv-airflow errors."""
@@ -107,7 +109,25 @@ class UnknownVersionError(InvalidInputError):
 
 class CandidateRejectedError(EndpointCheckError):
     """A candidate version answered its validation requests wrongly; the live alias was
-    not moved."""
+    not moved.
+
+    :param stack_name: the stack whose candidate it is.
+    :param version: the candidate's version.
+    :param request: the request it answered wrongly (payload, expected status and
+        predictions).
+    :param answer: its answer (status, predictions, the body as quoted).
+    :param problems: what was wrong with the answer.
+    """
+
+    def __init__(self, message: str, *, stack_name: str | None = None,
+                 version: str | None = None, request: dict[str, Any] | None = None,
+                 answer: dict[str, Any] | None = None, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.stack_name = stack_name
+        self.version = version
+        self.request = request
+        self.answer = answer
+        self.problems = problems or []
 
 
 class RolloutError(TdvError):
@@ -120,8 +140,16 @@ class AlarmRollbackError(RolloutError):
     was set back to the previous version before this was raised.
 
     :param alarms: the alarms in ALARM (name, reason, since), as the rollback saw them.
+    :param stack_name: the stack.
+    :param version: the candidate that took part of the traffic.
+    :param restored: the version the live alias serves alone again.
     """
 
-    def __init__(self, message: str, alarms: list[dict[str, str]]) -> None:
+    def __init__(self, message: str, alarms: list[dict[str, str]], *,
+                 stack_name: str | None = None, version: str | None = None,
+                 restored: str | None = None) -> None:
         super().__init__(message)
         self.alarms = alarms
+        self.stack_name = stack_name
+        self.version = version
+        self.restored = restored

@@ -12,6 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow.sdk import AssetAlias
+
+from tdv_airflow.assets import ENDPOINT_ALIAS, announce_live, with_asset
+from tdv_airflow.lineage import OpenLineageMixin, of_promote
 from tdv_airflow.links import CloudFormationStackLink
 from tdv_airflow.operators.base import (
     AwsConnectionMixin,
@@ -162,13 +166,15 @@ class ValidateCandidateOperator(AwsConnectionMixin):
             raise CandidateRejectedError(
                 f"candidate version {version} of stack {stack['StackName']!r} answered "
                 f"wrongly, so it takes no traffic (the live alias still serves what it "
-                f"served): {'; '.join(problems)}; its answer: {body}")
+                f"served): {'; '.join(problems)}; its answer: {body}",
+                stack_name=stack["StackName"], version=version, request=request,
+                answer={**answer, "body": body}, problems=problems)
         self.log.info("version %s answered %s with predictions %s", version, got.status,
                       answer["predictions"])
         return answer
 
 
-class RollbackOperator(AwsConnectionMixin):
+class RollbackOperator(OpenLineageMixin, AwsConnectionMixin):
     """Move all of the ``live`` alias's traffic to an earlier version, in one alias change
     (no code, layer, API or stack redeploy).
 
@@ -178,13 +184,19 @@ class RollbackOperator(AwsConnectionMixin):
 
     :param stack_name: the stack (templated).
     :param to: a version number or ``"previous"`` (the version live before) (templated).
+    :param endpoint_alias: the asset alias through which the endpoint's asset event is
+        added after the rollback (as :class:`~tdv_airflow.operators.PromoteOperator`
+        does: :mod:`tdv_airflow.assets`); ``None``: no event.
     """
 
     template_fields: Sequence[str] = aws_template_fields("stack_name", "to")
     operator_extra_links = (CloudFormationStackLink(),)
     ui_color = "#f8cecc"
 
-    def __init__(self, *, stack_name: str, to: str | int = "previous", **kwargs: Any) -> None:
+    def __init__(self, *, stack_name: str, to: str | int = "previous",
+                 endpoint_alias: str | None = ENDPOINT_ALIAS, **kwargs: Any) -> None:
+        if endpoint_alias:
+            kwargs["outlets"] = with_asset(kwargs.get("outlets"), AssetAlias(endpoint_alias))
         super().__init__(**kwargs)
         from tdv_airflow.core.validation import check_stack_name
         from tdv_airflow.core.versions import check_version
@@ -195,6 +207,7 @@ class RollbackOperator(AwsConnectionMixin):
             check_version(to, allow_previous=True)
         self.stack_name = stack_name
         self.to = to
+        self.endpoint_alias = endpoint_alias
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Roll back, log what answers now, return it.
@@ -212,7 +225,8 @@ class RollbackOperator(AwsConnectionMixin):
         operation = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}"
         clients = self.clients
         with aws_reachable(f"rollback of stack {stack_name!r}"):
-            target = target_of(described_stack(clients, stack_name))
+            stack = described_stack(clients, stack_name)
+            target = target_of(stack)
             alias, changed = rollback(clients.lambda_, target.function_name, to, operation)
             live = describe_live(clients.lambda_, target.function_name, alias,
                                  front_door=target.front_door)
@@ -220,4 +234,7 @@ class RollbackOperator(AwsConnectionMixin):
                       "rolled back" if changed else "already rolled back by this task",
                       target.function_name, alias.version,
                       [s.get("model_s3_key") for s in live["serving"]])
+        if self.endpoint_alias:
+            announce_live(context, self.endpoint_alias, clients, stack, live)
+        self._lineage = of_promote(stack, {"version": alias.version, "live": live})
         return {"stack_name": stack_name, "changed": changed, "live": live}
