@@ -69,6 +69,9 @@ def get_provider_info() -> dict[str, Any]:
         # The hook uses the Amazon provider's "aws" connection type: none of its own.
         "hook-class-names": [],
         "connection-types": [],
+        # the endpoint's asset URI, tdv-endpoint://{region}/{stack} (tdv_airflow.assets)
+        "asset-uris": [{"schemes": ["tdv-endpoint"],
+                        "handler": "tdv_airflow.assets.sanitize_endpoint_uri"}],
         "extra-links": ["tdv_airflow.links.CloudFormationStackLink",
                         "tdv_airflow.links.ApiEndpointLink"],
         "config": {CONFIG_SECTION: {

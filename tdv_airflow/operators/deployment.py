@@ -55,6 +55,10 @@ class PrepareDeploymentOperator(AwsConnectionMixin):
         ``architecture`` builds the dependency layer (and must agree with theirs); all of it
         is checked here, before anything is uploaded. Give the same to
         :class:`CreateStackOperator`.
+
+    When ``bucket`` and ``model_s3_key`` are literal (known when the DAG is parsed), the
+    model's asset ``s3://{bucket}/{model_s3_key}`` (:func:`tdv_airflow.assets.model_asset`)
+    is added to the task's ``inlets``.
     """
 
     template_fields: Sequence[str] = aws_template_fields(
@@ -79,6 +83,10 @@ class PrepareDeploymentOperator(AwsConnectionMixin):
         function_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if is_literal(bucket) and is_literal(model_s3_key) and bucket and model_s3_key:
+            from tdv_airflow.assets import model_asset, with_asset
+
+            kwargs["inlets"] = with_asset(kwargs.get("inlets"), model_asset(bucket, model_s3_key))
         super().__init__(**kwargs)
         if is_literal(function_options):
             _checked_options(function_options)

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk import AssetAlias, BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
+from tdv_airflow.assets import ENDPOINT_ALIAS, announce_live, with_asset
 from tdv_airflow.links import CloudFormationStackLink
 from tdv_airflow.operators.base import (
     AwsConnectionMixin,
@@ -58,6 +59,10 @@ class PromoteOperator(AwsConnectionMixin, BaseSensorOperator):
     :param deferrable: wait on the triggerer; default ``[operators] default_deferrable``.
     :param poke_interval: seconds between polls; default ``[tdv_airflow] poll_interval``.
     :param mode: ``"poke"`` or ``"reschedule"``; default ``[tdv_airflow] sensor_mode``.
+    :param endpoint_alias: the asset alias through which the endpoint's asset event is
+        added once the version is live (:mod:`tdv_airflow.assets`: the asset
+        ``tdv-endpoint://{region}/{stack}``, its extra the stack, version, endpoint URL,
+        model key and digest); ``None``: no event.
     """
 
     template_fields: Sequence[str] = aws_template_fields(
@@ -71,7 +76,9 @@ class PromoteOperator(AwsConnectionMixin, BaseSensorOperator):
                  bake_seconds: float = 600.0, alarm_names: list[str] | None = None,
                  keep_versions: int | str = 5, deferrable: bool | None = None,
                  poke_interval: timedelta | float | None = None, mode: str | None = None,
-                 **kwargs: Any) -> None:
+                 endpoint_alias: str | None = ENDPOINT_ALIAS, **kwargs: Any) -> None:
+        if endpoint_alias:
+            kwargs["outlets"] = with_asset(kwargs.get("outlets"), AssetAlias(endpoint_alias))
         super().__init__(
             poke_interval=default_poll_interval(None) if poke_interval is None else poke_interval,
             mode=default_sensor_mode(mode), **kwargs)
@@ -84,6 +91,7 @@ class PromoteOperator(AwsConnectionMixin, BaseSensorOperator):
         self.alarm_names = alarm_names
         self.keep_versions = keep_versions
         self.deferrable = default_deferrable(deferrable)
+        self.endpoint_alias = endpoint_alias
         self._settings()  # literal arguments are checked when the DAG is parsed
 
     def _settings(self) -> tuple[list[float], float]:
@@ -131,7 +139,7 @@ class PromoteOperator(AwsConnectionMixin, BaseSensorOperator):
 
         target, step = self._step(context)
         if step.phase == "live":
-            return self._finish(target, step)
+            return self._finish(context, target, step)
         self.defer(trigger=BakeTrigger(stack_name=target.stack_name,
                                        alarm_names=self._alarms(target),
                                        until=float(step.until or 0),
@@ -148,7 +156,7 @@ class PromoteOperator(AwsConnectionMixin, BaseSensorOperator):
         target, step = self._step(context)
         if step.phase != "live":
             return False
-        return PokeReturnValue(is_done=True, xcom_value=self._finish(target, step))
+        return PokeReturnValue(is_done=True, xcom_value=self._finish(context, target, step))
 
     def _alarms(self, target: Target) -> list[str]:
         from tdv_airflow.core.alarms import check_alarm_names
@@ -187,8 +195,8 @@ class PromoteOperator(AwsConnectionMixin, BaseSensorOperator):
                           _iso(step.until))
         return target, step
 
-    def _finish(self, target: Target, step: Step) -> dict[str, Any]:
-        """Retire old versions; the result."""
+    def _finish(self, context: Context, target: Target, step: Step) -> dict[str, Any]:
+        """Retire old versions; announce the endpoint's asset event; the result."""
         from tdv_airflow.core.rollout import describe_live
         from tdv_airflow.core.versions import prune
         from tdv_airflow.operators.checks import keep_count
@@ -201,6 +209,9 @@ class PromoteOperator(AwsConnectionMixin, BaseSensorOperator):
         self.log.info("version %s is live (model %s); previous: %s; retired: %s",
                       step.alias.version, [s.get("model_s3_key") for s in live["serving"]],
                       step.alias.previous, retired or "none")
+        if self.endpoint_alias:
+            announce_live(context, self.endpoint_alias, self.clients,
+                          described_stack(self.clients, target.stack_name), live)
         return {"stack_name": target.stack_name, "version": step.alias.version,
                 "strategy": self.strategy, "live": live, "retired": retired}
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow.sdk import AssetAlias
+
+from tdv_airflow.assets import ENDPOINT_ALIAS, announce_live, with_asset
 from tdv_airflow.links import CloudFormationStackLink
 from tdv_airflow.operators.base import (
     AwsConnectionMixin,
@@ -180,13 +183,19 @@ class RollbackOperator(AwsConnectionMixin):
 
     :param stack_name: the stack (templated).
     :param to: a version number or ``"previous"`` (the version live before) (templated).
+    :param endpoint_alias: the asset alias through which the endpoint's asset event is
+        added after the rollback (as :class:`~tdv_airflow.operators.PromoteOperator`
+        does: :mod:`tdv_airflow.assets`); ``None``: no event.
     """
 
     template_fields: Sequence[str] = aws_template_fields("stack_name", "to")
     operator_extra_links = (CloudFormationStackLink(),)
     ui_color = "#f8cecc"
 
-    def __init__(self, *, stack_name: str, to: str | int = "previous", **kwargs: Any) -> None:
+    def __init__(self, *, stack_name: str, to: str | int = "previous",
+                 endpoint_alias: str | None = ENDPOINT_ALIAS, **kwargs: Any) -> None:
+        if endpoint_alias:
+            kwargs["outlets"] = with_asset(kwargs.get("outlets"), AssetAlias(endpoint_alias))
         super().__init__(**kwargs)
         from tdv_airflow.core.validation import check_stack_name
         from tdv_airflow.core.versions import check_version
@@ -197,6 +206,7 @@ class RollbackOperator(AwsConnectionMixin):
             check_version(to, allow_previous=True)
         self.stack_name = stack_name
         self.to = to
+        self.endpoint_alias = endpoint_alias
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Roll back, log what answers now, return it.
@@ -214,7 +224,8 @@ class RollbackOperator(AwsConnectionMixin):
         operation = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}"
         clients = self.clients
         with aws_reachable(f"rollback of stack {stack_name!r}"):
-            target = target_of(described_stack(clients, stack_name))
+            stack = described_stack(clients, stack_name)
+            target = target_of(stack)
             alias, changed = rollback(clients.lambda_, target.function_name, to, operation)
             live = describe_live(clients.lambda_, target.function_name, alias,
                                  front_door=target.front_door)
@@ -222,4 +233,6 @@ class RollbackOperator(AwsConnectionMixin):
                       "rolled back" if changed else "already rolled back by this task",
                       target.function_name, alias.version,
                       [s.get("model_s3_key") for s in live["serving"]])
+        if self.endpoint_alias:
+            announce_live(context, self.endpoint_alias, clients, stack, live)
         return {"stack_name": stack_name, "changed": changed, "live": live}
