@@ -30,6 +30,7 @@ from airflow.sdk import DAG, Param, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from tdv_airflow.core.naming import model_version_from_context, stack_name_from
+from tdv_airflow.notifications import deployment_notifiers
 from tdv_airflow.operators import (
     CreateStackOperator,
     PrepareDeploymentOperator,
@@ -39,6 +40,7 @@ from tdv_airflow.operators import (
 )
 from tdv_airflow.sensors import StackStatusSensor
 
+NOTIFY = deployment_notifiers()  # mail via connection smtp_default to its extra "notify_to"
 #: The request's feature names, in the order the model was trained on.
 FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 
@@ -183,7 +185,7 @@ with DAG(
     # [START howto_operator_validate_candidate]
     validate = ValidateCandidateOperator(  # the candidate version itself, before traffic
         task_id="validate_candidate", stack_name=trained["stack_name"],
-        identity=create.output["identity"], requests=[{
+        identity=create.output["identity"], on_failure_callback=NOTIFY.rejected, requests=[{
             "payload": "{{ params.smoke_payload }}",
             "expected_predictions": "{{ params.smoke_expected }}"}])
     # [END howto_operator_validate_candidate]
@@ -191,7 +193,8 @@ with DAG(
     promote = PromoteOperator(
         task_id="promote", stack_name=trained["stack_name"], version=validate.output["version"],
         strategy="{{ params.strategy }}", canary_weight="{{ params.canary_weight }}",
-        bake_seconds="{{ params.bake_seconds }}", keep_versions="{{ params.keep_versions }}")
+        bake_seconds="{{ params.bake_seconds }}", keep_versions="{{ params.keep_versions }}",
+        on_success_callback=NOTIFY.live, on_failure_callback=NOTIFY.rolled_back)
     # [END howto_operator_promote]
     # [START howto_operator_retire_versions]
     retire = RetireVersionsOperator(
