@@ -104,6 +104,8 @@ def airflow_env(local_aws: LocalAws, tmp_path_factory: pytest.TempPathFactory
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__TDV_AIRFLOW__POLL_INTERVAL": "1",
+        # no lineage from a shell's OPENLINEAGE_URL (tests/dags/test_lineage_dag.py opts in)
+        "AIRFLOW__OPENLINEAGE__DISABLED": "true",
     }
     env.pop("AWS_PROFILE", None)
     done = subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True,

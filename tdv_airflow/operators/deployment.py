@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from tdv_airflow.lineage import OpenLineageMixin, of_create, of_prepare
 from tdv_airflow.links import CloudFormationStackLink
 from tdv_airflow.operators.base import AwsConnectionMixin, aws_template_fields, is_literal
 from tdv_airflow.operators.config import default_deferrable, default_poll_interval
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 CREATE_KEYS = ("stack_id", "stack_name", "stack_status", "fingerprint", "identity")
 
 
-class PrepareDeploymentOperator(AwsConnectionMixin):
+class PrepareDeploymentOperator(OpenLineageMixin, AwsConnectionMixin):
     """Build the deployment artifacts and upload those S3 does not hold yet.
 
     Returns the prepare contract (``s3_lbd_key``, ``url_s3_stack_template``,
@@ -134,10 +135,12 @@ class PrepareDeploymentOperator(AwsConnectionMixin):
             )
         self.log.info("uploaded %s (%d bytes); every other artifact was already in S3",
                       result.uploaded or "nothing", result.bytes_sent)
-        return stamp_architecture(result.response, options)
+        response = stamp_architecture(result.response, options)
+        self._lineage = of_prepare(response)  # the model in, the artifacts out
+        return response
 
 
-class CreateStackOperator(AwsConnectionMixin):
+class CreateStackOperator(OpenLineageMixin, AwsConnectionMixin):
     """Create the deployment stack, or bring an existing one up to date.
 
     Returns ``{"stack_id", "stack_name", "stack_status", "fingerprint", "identity"}``
@@ -260,6 +263,7 @@ class CreateStackOperator(AwsConnectionMixin):
         with aws_reachable(f"create or update of stack {self.stack_name!r}"):
             summary = self._apply(context)
         self.push_stack_id(context, summary["stack_id"])
+        self._lineage = of_create(self.prepare_env_response, summary)
         context["ti"].xcom_push(key="fingerprint", value=summary["fingerprint"])
         context["ti"].xcom_push(key="identity", value=summary["identity"])
         if self.wait_for_completion and classify(summary["stack_status"]) == "in_progress":
@@ -285,6 +289,7 @@ class CreateStackOperator(AwsConnectionMixin):
 
         stack = {**result_from_event(event), "fingerprint": (event or {}).get("fingerprint"),
                  "identity": context["ti"].xcom_pull(task_ids=self.task_id, key="identity")}
+        self._lineage = of_create(self.prepare_env_response, stack)
         return {key: stack[key] for key in CREATE_KEYS}
 
     def _apply(self, context: Context) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from airflow.sdk import AssetAlias, BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
 from tdv_airflow.assets import ENDPOINT_ALIAS, announce_live, with_asset
+from tdv_airflow.lineage import OpenLineageMixin, of_promote
 from tdv_airflow.links import CloudFormationStackLink
 from tdv_airflow.operators.base import (
     AwsConnectionMixin,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from tdv_airflow.core.rollout import Step, Target
 
 
-class PromoteOperator(AwsConnectionMixin, BaseSensorOperator):
+class PromoteOperator(OpenLineageMixin, AwsConnectionMixin, BaseSensorOperator):
     """Promote a validated version: ``all_at_once``, ``canary`` (``canary_weight`` for
     ``bake_seconds``, then all) or ``linear`` (``linear_steps`` equal steps, each baked).
 
@@ -177,7 +178,8 @@ class PromoteOperator(AwsConnectionMixin, BaseSensorOperator):
         version = check_version(self.version)
         clients = self.clients
         with aws_reachable(f"promotion of version {version} of stack {self.stack_name!r}"):
-            target = target_of(described_stack(clients, str(self.stack_name)))
+            self._described = described_stack(clients, str(self.stack_name))  # for lineage
+            target = target_of(self._described)
             alarms = self._alarms(target)
             fired = firing(clients.cloudwatch, alarms) if alarms and len(weights) > 1 else []
             step = promote_step(clients.lambda_, target, version, weights, bake, fired)
@@ -212,8 +214,10 @@ class PromoteOperator(AwsConnectionMixin, BaseSensorOperator):
         if self.endpoint_alias:
             announce_live(context, self.endpoint_alias, self.clients,
                           described_stack(self.clients, target.stack_name), live)
-        return {"stack_name": target.stack_name, "version": step.alias.version,
-                "strategy": self.strategy, "live": live, "retired": retired}
+        result = {"stack_name": target.stack_name, "version": step.alias.version,
+                  "strategy": self.strategy, "live": live, "retired": retired}
+        self._lineage = of_promote(self._described, result)  # the endpoint at this version
+        return result
 
 
 def _number(value: Any) -> Any:

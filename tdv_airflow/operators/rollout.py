@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import AssetAlias
 
 from tdv_airflow.assets import ENDPOINT_ALIAS, announce_live, with_asset
+from tdv_airflow.lineage import OpenLineageMixin, of_promote
 from tdv_airflow.links import CloudFormationStackLink
 from tdv_airflow.operators.base import (
     AwsConnectionMixin,
@@ -173,7 +174,7 @@ class ValidateCandidateOperator(AwsConnectionMixin):
         return answer
 
 
-class RollbackOperator(AwsConnectionMixin):
+class RollbackOperator(OpenLineageMixin, AwsConnectionMixin):
     """Move all of the ``live`` alias's traffic to an earlier version, in one alias change
     (no code, layer, API or stack redeploy).
 
@@ -235,4 +236,5 @@ class RollbackOperator(AwsConnectionMixin):
                       [s.get("model_s3_key") for s in live["serving"]])
         if self.endpoint_alias:
             announce_live(context, self.endpoint_alias, clients, stack, live)
+        self._lineage = of_promote(stack, {"version": alias.version, "live": live})
         return {"stack_name": stack_name, "changed": changed, "live": live}

@@ -30,7 +30,8 @@ def test_importing_the_tasks_loads_no_boto3_no_core_and_no_trigger() -> None:
     assert heavy == [], heavy
     ours = sorted(m for m in loaded if m.startswith("tdv_airflow"))
     assert ours == ["tdv_airflow.assets",
-                    "tdv_airflow.hooks", "tdv_airflow.hooks.connection", "tdv_airflow.links",
+                    "tdv_airflow.hooks", "tdv_airflow.hooks.connection", "tdv_airflow.lineage",
+                    "tdv_airflow.links",
                     "tdv_airflow.operators", "tdv_airflow.operators.base",
                     "tdv_airflow.operators.config", "tdv_airflow.operators.deployment",
                     "tdv_airflow.operators.endpoint", "tdv_airflow.operators.promote",
