@@ -38,9 +38,10 @@ def test_shipped_template_declares_everything() -> None:
     _, body = read_template(default_template_path())
     assert set(REQUIRED_PARAMETERS) <= set(body["Parameters"])
     assert set(REQUIRED_OUTPUTS) <= set(body["Outputs"])
-    endpoint = body["Outputs"]["ApiEndpoint"]["Value"]["Fn::Sub"]
-    assert endpoint == ("https://${RestApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
-                        "/${StageName}/predict")
+    rest, http = body["Outputs"]["ApiEndpoint"]["Value"]["Fn::If"][1:]  # IsRestApi
+    assert rest["Fn::Sub"] == ("https://${RestApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
+                               "/${StageName}/predict")
+    assert http["Fn::Sub"] == "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/predict"
 
 
 def test_role_reads_only_this_deployments_objects() -> None:
@@ -52,7 +53,10 @@ def test_role_reads_only_this_deployments_objects() -> None:
         "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${ModelKey}",
         "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${PreproKey}",
     ]
-    assert len(s3["Resource"]) == 2
+    # and the dependency bundle, only when there is one
+    assert s3["Resource"][2:] == [{"Fn::If": ["HasDepsBundle", {
+        "Fn::Sub": "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${DepsBundleKey}"},
+        {"Ref": "AWS::NoValue"}]}]
     # and the artifacts of the retained versions and, during and after an update, of the
     # previous configuration (RetainedArtifactArns, exact object ARNs computed by
     # tdv-airflow, only when there are any): exact keys again, no pattern
@@ -60,7 +64,7 @@ def test_role_reads_only_this_deployments_objects() -> None:
     assert retained["Action"] == "s3:GetObject"
     assert retained["Resource"]["Fn::If"][:2] == ["HasRetainedArtifacts",
                                                   {"Ref": "RetainedArtifactArns"}]
-    assert retained["Resource"]["Fn::If"][2] == s3["Resource"]  # none: the current two
+    assert retained["Resource"]["Fn::If"][2] == s3["Resource"][:2]  # none: the current two
     assert "*" not in json.dumps(statements).replace(":*\"", "")
 
 
