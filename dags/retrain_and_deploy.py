@@ -79,6 +79,9 @@ OPTIONS = {name: "{{ params." + name + " }}" for name in (
     "snap_start", "front_door")}
 SAMPLE = {"instances": [dict(zip(FEATURES, (5.1, 3.5, 1.4, 0.2), strict=True)),
                         dict(zip(FEATURES, (6.7, 3.0, 5.2, 2.3), strict=True))]}
+#: S3's bucket name rule (tdv_airflow.core.validation.check_bucket_name), for the form.
+BUCKET_RULE = r"^(?!.*\.\.)(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+ONE_SOURCE = [{"required": [k]} for k in ("requirements", "from_installed", "zip_path")]
 
 with DAG(
     dag_id="retrain_and_deploy",
@@ -88,14 +91,17 @@ with DAG(
     max_active_runs=1, tags=["tdv-airflow", "ml", "example"],
     default_args={"retries": 1, "retry_delay": timedelta(minutes=1)},
     render_template_as_native_obj=True,  # "{{ params.x }}" keeps the Param's JSON type
-    params={
-        "model_name": Param("iris", "Names the model's keys and stacks, e.g. iris.",
-                            type="string", pattern="^[A-Za-z0-9-]{1,40}$"),
-        "stack_prefix": Param("tdv", "Stacks are named {stack_prefix}-{model_name}, e.g. tdv.",
-                              type="string", pattern="^[A-Za-z][A-Za-z0-9-]{0,40}$"),
-        "bucket": Param("tdv-airflow-models", "An existing S3 bucket, e.g. my-models.",
-                        type="string", minLength=3, maxLength=63),
-        "model_prefix": Param("models", "Key prefix, e.g. models.", type="string", minLength=1),
+    params={  # the API refuses a run whose Params break these rules: nothing runs
+        "model_name": Param("iris", "Names its keys and stacks: 1 to 40 letters, digits or "
+                            "hyphens.", type="string", pattern="^[A-Za-z0-9-]{1,40}$"),
+        "stack_prefix": Param("tdv", "Stacks are {stack_prefix}-{model_name}: a letter, then up "
+                              "to 40 letters, digits or hyphens.", type="string",
+                              pattern="^[A-Za-z][A-Za-z0-9-]{0,40}$"),
+        "bucket": Param("tdv-airflow-models", "An existing S3 bucket. S3's rule: 3 to 63 lowercase "
+                        "letters, digits, dots and hyphens, starting and ending with a letter or "
+                        "digit (no '..', no IP address).", type="string", pattern=BUCKET_RULE),
+        "model_prefix": Param("models", "Key prefix: segments joined by single '/', none at either "
+                              "end, e.g. models.", type="string", pattern="^[^/]+(/[^/]+)*$"),
         "stack_mode": Param("stable", "stable: one stack updated in place; per_version: "
                             "one stack per model version.", enum=["stable", "per_version"]),
         "keep_versions": Param(3, "Newest versions kept (Lambda versions; stacks in per_version), "
@@ -104,13 +110,14 @@ with DAG(
         "endpoint_auth": Param("iam", "Who may call: SigV4-signed callers (iam), holders of "
                                "the API key, anyone (none).", enum=["iam", "api_key", "none"]),
         "template_path": Param(None, "A CloudFormation template on the worker, e.g. "
-                               "/opt/stack.json (null: built-in).", type=["null", "string"]),
-        "dependencies": Param({"from_installed": ["scikit-learn"]}, "The dependency layer, "
-                              'e.g. {"requirements": ["scikit-learn==1.6.1"]}.', type="object"),
-        "smoke_payload": Param(SAMPLE, 'The smoke request: {"instances": [{"sepal_length": '
-                               '5.1, ...}, ...]}.', type="object"),
-        "smoke_expected": Param([0, 2], "The predictions it must get, e.g. [0, 2] (null: "
-                                "any).", type=["null", "array"], items={"type": "integer"}),
+                               "/opt/stack.json (empty: built-in).", type=["null", "string"]),
+        "dependencies": Param({"from_installed": ["scikit-learn"]}, 'The dependency layer: {"'
+                              'from_installed": [...]}, {"requirements": [...]} or {"requirements":'
+                              ' [...], "packaging": "bundle"}.', type="object", anyOf=ONE_SOURCE),
+        "smoke_payload": Param(SAMPLE, 'The smoke request: {"instances": [{"sepal_length": 5.1, '
+                               '"sepal_width": 3.5, ...}, ...]}.', type="object", minProperties=1),
+        "smoke_expected": Param([0, 2], "Predictions it must get: JSON integers, e.g. [0, 2] ("
+                                "empty: any).", type=["null", "array"], items={"type": "integer"}),
         "strategy": Param("all_at_once", "How the validated version takes the traffic.",
                           enum=["all_at_once", "canary", "linear"]),
         "canary_weight": Param(0.1, "canary: its share, e.g. 0.1.", type="number",
@@ -123,7 +130,7 @@ with DAG(
                              type="integer", minimum=128, maximum=10240),
         "timeout": Param(28, "Function timeout in seconds, below the front door's: rest at most "
                          "28, http 29, url 900.", type="integer", minimum=1, maximum=900),
-        "ephemeral_storage": Param(None, "Ephemeral storage (/tmp) in MB, 512 to 10240 (null: "
+        "ephemeral_storage": Param(None, "Ephemeral storage (/tmp) in MB, 512 to 10240 (empty: "
                                    "512, or what a bundle needs).", type=["null", "integer"],
                                    minimum=512, maximum=10240),
         "provisioned_concurrency": Param(0, "Environments kept initialised on the live alias, "

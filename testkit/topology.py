@@ -191,8 +191,8 @@ class Topology:
                 "triggerer": [AIRFLOW, "triggerer"],
                 "worker": [AIRFLOW, "celery", "worker", "--concurrency", str(self.concurrency)],
             }
-            for name, argv in commands.items():
-                self.services[name] = Service(name, argv, env, self.logs / f"{name}.log",
+            for name in self.AIRFLOW_SERVICES:  # a subclass may run fewer
+                self.services[name] = Service(name, commands[name], env, self.logs / f"{name}.log",
                                               cwd=self.workdir).start()
             self._wait_healthy(self.startup_timeout - (time.monotonic() - started))
         except BaseException:
@@ -297,7 +297,7 @@ class Topology:
         }
         with ThreadPoolExecutor(len(checks)) as pool:
             jobs = [pool.submit(wait_until, check, timeout, name, self.check_alive, 2.0)
-                    for name, check in checks.items()]
+                    for name, check in checks.items() if name in self.AIRFLOW_SERVICES]
             for job in jobs:
                 job.result()
 

@@ -79,6 +79,83 @@ def test_dagbag_loads_the_dag_without_errors_or_warnings() -> None:
                 if not line.lstrip().startswith("# [")]) <= 200
 
 
+#: Bucket names and whether S3 accepts them (check_bucket_name holds S3's rule).
+BUCKETS = ["tdv-airflow-models", "my.models-1", "abc", "a" * 63, "Bad_Bucket!", "ab",
+           "a" * 64, "-models", "models-", "my..models", "192.168.1.1", "UPPER", "a b"]
+
+
+def _refuses(param: Any, value: Any) -> bool:
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    try:
+        param.resolve(value)
+    except ParamValidationError:
+        return True
+    return False
+
+
+def test_the_trigger_form_refuses_what_the_tasks_would_fail_on() -> None:
+    """The Params a user types are checked by the API before a run exists (issue 14)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tdv_airflow.core.validation import check_bucket_name
+    from tdv_airflow.exceptions import InvalidInputError
+
+    params = DagBag(dag_folder=str(DAGS)).dags[DAG_ID].params
+    bucket = params.get_param("bucket")
+    for name in BUCKETS:
+        try:
+            check_bucket_name(name)
+            s3_refuses = False
+        except InvalidInputError:
+            s3_refuses = True
+        assert _refuses(bucket, name) is s3_refuses, name
+    assert _refuses(bucket, "Bad_Bucket!")
+    assert "S3's rule: 3 to 63 lowercase letters, digits, dots and hyphens" in (
+        bucket.description or "")
+    for name, bad, good in [("model_name", "iris model", "iris-2"),
+                            ("stack_prefix", "1tdv", "tdv-ml"),
+                            ("model_prefix", "/models", "ml/models"),
+                            ("model_prefix", "models/", "models"),
+                            ("model_prefix", "ml//models", "ml")]:
+        assert _refuses(params.get_param(name), bad), (name, bad)
+        assert not _refuses(params.get_param(name), good), (name, good)
+    # predictions are integers: the strings a "one string per line" box would send are refused
+    expected = params.get_param("smoke_expected")
+    assert _refuses(expected, ["0", "2"]) and not _refuses(expected, [0, 2])
+    assert not _refuses(expected, None)
+    # the dependencies box says its three forms and refuses a box without a source
+    dependencies = params.get_param("dependencies")
+    for form in ('{"from_installed": [...]}', '{"requirements": [...]}',
+                 '{"requirements": [...], "packaging": "bundle"}'):
+        assert form in (dependencies.description or ""), form
+    for good in ({"from_installed": ["scikit-learn"]}, {"requirements": ["scikit-learn==1.6.1"]},
+                 {"requirements": ["scikit-learn"], "packaging": "bundle"}):
+        assert not _refuses(dependencies, good), good
+    for bad in ({}, {"requirement": ["scikit-learn"]}, {"packaging": "bundle"}):
+        assert _refuses(dependencies, bad), bad
+
+
+def test_every_param_renders_as_a_field_that_keeps_its_type() -> None:
+    """How Airflow 3.3's trigger form renders a Param (its FieldSelector, read from
+    ``airflow/ui``): an array with ``examples`` or ``enum`` becomes a multi-select that
+    sends strings, an array of strings (or of no item type) a box of one string per line;
+    any other array, and an object, a JSON editor. A pattern must also be a full match."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    params = DagBag(dag_folder=str(DAGS)).dags[DAG_ID].params
+    for name in params:
+        schema = params.get_param(name).schema
+        types = schema.get("type", [])
+        kinds = [t for t in ([types] if isinstance(types, str) else types) if t != "null"]
+        assert len(kinds) <= 1 or "enum" in schema, f"{name}: one type besides null"
+        if kinds == ["array"]:
+            assert "examples" not in schema and "enum" not in schema, name
+            assert schema["items"]["type"] != "string" or name.endswith("s"), name
+        if "pattern" in schema:
+            assert schema["pattern"].startswith("^") and schema["pattern"].endswith("$"), name
+
+
 def test_the_rollback_dag_takes_a_stack_and_a_version_from_the_trigger_form() -> None:
     from airflow.dag_processing.dagbag import DagBag
     from airflow.sdk.definitions.param import ParamValidationError

@@ -1,0 +1,1 @@
+"""The Airflow UI in a real browser."""
