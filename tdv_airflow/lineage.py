@@ -40,11 +40,11 @@ from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from tdv_airflow.assets import ENDPOINT_SCHEME  # the endpoint's one name, Asset and dataset
+
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors.base import OperatorLineage
 
-#: The scheme of an endpoint dataset's namespace (that of the endpoint's Airflow Asset).
-ENDPOINT_SCHEME = "tdv-endpoint"
 #: The key of the custom dataset facet describing a deployed endpoint.
 ENDPOINT_FACET = "tdvAirflow_endpoint"
 #: Where that facet is documented (its ``_schemaURL``).
