@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import AssetAlias
+from airflow.sdk.exceptions import AirflowFailException
 
 from tdv_airflow.assets import ENDPOINT_ALIAS, announce_live, with_asset
 from tdv_airflow.lineage import OpenLineageMixin, of_promote
@@ -124,6 +125,7 @@ class ValidateCandidateOperator(AwsConnectionMixin):
         from tdv_airflow.core.rollout import target_of
         from tdv_airflow.core.validation import check_stack_name
         from tdv_airflow.core.versions import check_identity, function_identity, publish_candidate
+        from tdv_airflow.exceptions import CandidateRejectedError
 
         stack_name = check_stack_name(self.stack_name)
         requests = check_requests(self.requests)
@@ -139,7 +141,10 @@ class ValidateCandidateOperator(AwsConnectionMixin):
             self.log.info("candidate: version %s of %s serves model %s (sha256 %s)",
                           record.version, target.function_name, record.model_key,
                           record.model_sha256)
-            answers = [self._ask(clients, stack, record.version, r) for r in requests]
+            try:
+                answers = [self._ask(clients, stack, record.version, r) for r in requests]
+            except CandidateRejectedError as error:  # a wrong answer is not retried
+                raise AirflowFailException(str(error)) from error
         self.log.info("version %s answered all %d validation request(s) as expected; the "
                       "live alias was not moved", record.version, len(answers))
         context["ti"].xcom_push(key="version", value=record.version)

@@ -51,8 +51,9 @@ def test_a_candidates_rejection_rollback_and_promotion_each_mail_what_happened(
     live, created = candidate
     notify = deployment_notifiers()  # recipients: the connection's extra notify_to
 
-    with pytest.raises(CandidateRejectedError) as rejected:  # a wrong expectation
+    with pytest.raises(AirflowFailException) as rejected:  # a wrong expectation
         _validate(created, [3.0, 7.0]).execute(task_context())
+    assert isinstance(rejected.value.__cause__, CandidateRejectedError)
     notify.rejected(task_context(exception=rejected.value))
     subject, body = _one_mail(mailbox, 1)
     assert subject == f"[tdv-airflow] {STACK}: candidate version 2 rejected, it answered wrongly"

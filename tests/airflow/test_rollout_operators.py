@@ -77,9 +77,10 @@ def test_a_wrong_answer_fails_quoting_it_and_moves_nothing(
         candidate: tuple[DeployedStack, dict[str, Any]],
         task_context: Callable[..., dict[str, Any]]) -> None:
     live, created = candidate
-    with pytest.raises(CandidateRejectedError, match=r"candidate version 2 .* answered "
-                       r"wrongly.*predictions \[6.0, 14.0\], expected \[3.0, 7.0\]"):
+    with pytest.raises(AirflowFailException, match=r"candidate version 2 .* answered "
+                       r"wrongly.*predictions \[6.0, 14.0\], expected \[3.0, 7.0\]") as failed:
         _validate(created, [3.0, 7.0]).execute(task_context())
+    assert isinstance(failed.value.__cause__, CandidateRejectedError)  # failed, not retried
     assert _routing(live) == ("1", {})
 
 
@@ -89,8 +90,9 @@ def test_a_user_check_can_refuse_the_candidate(
     _, created = candidate
     op = _validate(created, [6.0, 14.0],
                    check=lambda a: None if max(a["predictions"]) < 10 else "too large")
-    with pytest.raises(CandidateRejectedError, match="too large"):
+    with pytest.raises(AirflowFailException, match="too large") as failed:
         op.execute(task_context())
+    assert isinstance(failed.value.__cause__, CandidateRejectedError)
 
 
 def test_linear_promotion_in_poke_mode_then_a_retry_changes_nothing(
