@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 ENDPOINT_FACET = "tdvAirflow_endpoint"
 #: Where that facet is documented (its ``_schemaURL``).
 ENDPOINT_FACET_SCHEMA_URL = (
-    "https://tdv-airflow.readthedocs.io/en/latest/lineage.html#tdvairflow-endpoint-facet")
+    "https://tdv-airflow.readthedocs.io/en/latest/guides/lineage.html#tdvairflow-endpoint-facet")
 
 #: The prepare contract's artifacts: (kind, key in the contract), the kind also being the
 #: key of its digest in ``sha256``.
