@@ -1,9 +1,12 @@
 """The example DAG's gate on the emulator, run as a user runs it (``airflow dags test``):
-a bad model never takes traffic, a canary rolls back by itself on an alarm and goes live
+a bad model never takes traffic (and the good run's and the bad run's outcomes each reach
+the local SMTP server as one mail), a canary rolls back by itself on an alarm and goes live
 without one, and ``rollback_endpoint`` moves the alias back from a UI-style trigger."""
 
 from __future__ import annotations
 
+import hashlib
+import html
 import json
 import pickle
 import subprocess
@@ -18,11 +21,14 @@ from tdv_airflow.core.rollout import read_alias
 from tdv_airflow.core.stacks import describe
 from tdv_airflow.local.request import request_stack
 from testkit.example_dag import DAG_ID, wait_settings
+from testkit.mailbox import RECIPIENT, SENDER, body_of, local_smtp_server
 from tests.conftest import AIRFLOW
 
 pytestmark = pytest.mark.e2e
 
 STACK = "tdv-iris"
+#: The logical dates of a good model's run and of a bad model's.
+GOOD, BAD = "2025-03-01", "2025-03-02"
 SAMPLE = {"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}
 
 
@@ -69,25 +75,56 @@ def _predict(clients: AwsClients) -> list[Any]:
     return list(json.loads(answer.body)["predictions"])
 
 
-def test_a_bad_model_is_refused_before_any_traffic(
-        clients: AwsClients, s3: Any, dag_bucket: str, airflow_env: dict[str, str],
+def test_a_bad_model_is_refused_before_any_traffic_and_each_outcome_mails_one_message(
+        clients: AwsClients, s3: Any, cfn: Any, dag_bucket: str, airflow_env: dict[str, str],
         read_last_run: Any) -> None:
-    good = _dag_test(airflow_env, "2025-03-01")
-    assert good.returncode == 0, _tail(good)
-    assert _predict(clients) == [0, 2]
+    with local_smtp_server() as mailbox:  # smtp_default names a real local SMTP server
+        env = {**airflow_env, "AIRFLOW_CONN_SMTP_DEFAULT": mailbox.connection()}
+        good = _dag_test(env, GOOD)
+        assert good.returncode == 0, _tail(good)
+        assert _predict(clients) == [0, 2]
+        live = mailbox.wait_for(1)
+        assert [m["Subject"] for m in live] == [f"[tdv-airflow] {STACK}: version 1 is live"], \
+            _tail(good)
 
-    _put_constant_model(s3, dag_bucket, "2025-03-02", 1)
-    bad = _dag_test(airflow_env, "2025-03-02")
-    run = read_last_run(DAG_ID)
-    assert run["state"] == "failed", _tail(bad)
-    assert run["tis"]["validate_candidate"]["state"] == "failed"
-    assert run["tis"]["promote"]["state"] in ("upstream_failed", None)
-    output = bad.stdout + bad.stderr
-    assert "candidate version 2 of stack 'tdv-iris' answered wrongly" in output
-    assert "predictions [1, 1], expected [0, 2]" in output
-    alias = read_alias(clients.lambda_, "tdv-iris")
-    assert alias is not None and (alias.version, dict(alias.weights)) == ("1", {})
-    assert _predict(clients) == [0, 2]
+        _put_constant_model(s3, dag_bucket, BAD, 1)
+        bad = _dag_test(env, BAD)
+        run = read_last_run(DAG_ID)
+        assert run["state"] == "failed", _tail(bad)
+        assert run["tis"]["validate_candidate"]["state"] == "failed"
+        assert run["tis"]["promote"]["state"] in ("upstream_failed", None)
+        output = bad.stdout + bad.stderr
+        assert "candidate version 2 of stack 'tdv-iris' answered wrongly" in output
+        assert "predictions [1, 1], expected [0, 2]" in output
+        alias = read_alias(clients.lambda_, "tdv-iris")
+        assert alias is not None and (alias.version, dict(alias.weights)) == ("1", {})
+        assert _predict(clients) == [0, 2]
+        mails = mailbox.wait_for(2)
+    assert [m["Subject"] for m in mails[1:]] == [
+        f"[tdv-airflow] {STACK}: candidate version 2 rejected, it answered wrongly"], _tail(bad)
+    assert mailbox.envelopes == [(SENDER, [RECIPIENT])] * 2  # one mail each, no retry's
+
+    body = html.unescape(body_of(mails[0]))
+    endpoint = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(
+        StackName=STACK)["Stacks"][0]["Outputs"]}["ApiEndpoint"]
+    model = s3.get_object(Bucket=dag_bucket, Key=_key(GOOD))["Body"].read()
+    facts = (endpoint, _key(GOOD), hashlib.sha256(model).hexdigest(),
+             "1 (previous: None; strategy all_at_once)", '"sepal_length": 5.1',
+             "expected predictions [0, 2]", "got predictions [0, 2] (status 200)",
+             f"{DAG_ID} / ")
+    assert [f for f in facts if f not in body] == [], body
+
+    body = html.unescape(body_of(mails[1]))
+    facts = (f"Stack</th><td><pre style='margin:0;white-space:pre-wrap'>{STACK}<",
+             "Candidate version</th><td><pre style='margin:0;white-space:pre-wrap'>2<",
+             "predictions [0, 2]", "status 200, predictions [1, 1]",
+             "predictions [1, 1], expected [0, 2]", '"sepal_length": 5.1',
+             "unchanged: the live alias still serves what it served")
+    assert [f for f in facts if f not in body] == [], body
+    for mail in mails:
+        text = body_of(mail)
+        assert airflow_env["AWS_SECRET_ACCESS_KEY"] not in text
+        assert "Signature" not in text and "X-Amz" not in text
 
 
 def _force_alarm_during_bake(clients: AwsClients, alarm: str, stop: threading.Event,
