@@ -10,10 +10,29 @@ two fewer long-running processes (and no broker) on a small machine.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from testkit.topology import DAGS, Topology
+
+_T = TypeVar("_T", bound=Topology)
+
+
+@contextlib.contextmanager
+def running(topology: _T) -> Iterator[_T]:
+    """Start ``topology`` (which stops what it started when it fails), yield it, stop it,
+    and fail when a process outlived it and had to be killed (for module fixtures).
+
+    :param topology: a topology not yet started.
+    """
+    topology.start()
+    try:
+        yield topology
+    finally:
+        left = topology.stop(check=False)
+        assert left == [], f"processes outlived the topology and had to be killed: {left}"
 
 
 class LocalExecutorTopology(Topology):
@@ -26,7 +45,7 @@ class LocalExecutorTopology(Topology):
     :param dags_folder: the DAGs folder.
     """
 
-    AIRFLOW_SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
+    AIRFLOW_SERVICES: tuple[str, ...] = ("api-server", "scheduler", "dag-processor", "triggerer")
 
     def __init__(self, workdir: Path, *, parallelism: int = 4,
                  extra_env: Mapping[str, str] | None = None,

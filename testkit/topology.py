@@ -94,7 +94,8 @@ class Topology:
         mounts it).
     """
 
-    AIRFLOW_SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer", "worker")
+    AIRFLOW_SERVICES: tuple[str, ...] = (
+        "api-server", "scheduler", "dag-processor", "triggerer", "worker")
 
     def __init__(self, workdir: Path, *, concurrency: int = 4,
                  extra_env: Mapping[str, str] | None = None,

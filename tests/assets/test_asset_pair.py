@@ -21,7 +21,7 @@ import pytest
 
 from testkit.airflow_api import FINISHED_RUN, AirflowApi
 from testkit.example_dag import wait_settings
-from testkit.local_topology import LocalExecutorTopology
+from testkit.local_topology import LocalExecutorTopology, running
 
 pytestmark = pytest.mark.e2e
 
@@ -41,14 +41,9 @@ class _Topology(LocalExecutorTopology):
 
 @pytest.fixture(scope="module")
 def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Topology]:
-    topo = _Topology(tmp_path_factory.mktemp("assets"), parallelism=2,
-                     extra_env=wait_settings("poke", poll_interval=2))
-    topo.start()  # stops whatever it started when it fails
-    try:
+    with running(_Topology(tmp_path_factory.mktemp("assets"), parallelism=2,
+                           extra_env=wait_settings("poke", poll_interval=2))) as topo:
         yield topo
-    finally:
-        left = topo.stop(check=False)
-        assert left == [], f"processes outlived the topology and had to be killed: {left}"
 
 
 def _wait_run(api: AirflowApi, topology: _Topology, dag_id: str, deadline: float,

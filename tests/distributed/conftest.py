@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from testkit.example_dag import wait_settings
+from testkit.local_topology import running
 from testkit.topology import Topology
 
 #: Celery worker slots: fewer than the runs the test keeps waiting at once.
@@ -31,11 +32,6 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="module")
 def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
     """The running topology; stopped (and checked for survivors) after the module."""
-    topo = Topology(tmp_path_factory.mktemp("topology"), concurrency=WORKER_CONCURRENCY,
-                    extra_env=DAG_SETTINGS)
-    topo.start()  # stops whatever it started when it fails
-    try:
+    with running(Topology(tmp_path_factory.mktemp("topology"), concurrency=WORKER_CONCURRENCY,
+                          extra_env=DAG_SETTINGS)) as topo:
         yield topo
-    finally:
-        left = topo.stop(check=False)
-        assert left == [], f"processes outlived the topology and had to be killed: {left}"

@@ -17,7 +17,7 @@ import pytest
 
 from testkit.browser import Browser
 from testkit.example_dag import wait_settings
-from testkit.local_topology import LocalExecutorTopology
+from testkit.local_topology import LocalExecutorTopology, running
 
 #: Airflow settings: sensors defer to the triggerer and poll every 2 s; no scheduled runs;
 #: tasks wait up to 30 s (not 5) for each answer of the api-server, which also serves the
@@ -39,13 +39,9 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalExecutorTopology]:
     """The running services; stopped (and checked for survivors) after the module."""
-    topo = LocalExecutorTopology(tmp_path_factory.mktemp("ui-services"), extra_env=SETTINGS)
-    topo.start()  # stops whatever it started when it fails
-    try:
+    with running(LocalExecutorTopology(tmp_path_factory.mktemp("ui-services"),
+                                       extra_env=SETTINGS)) as topo:
         yield topo
-    finally:
-        left = topo.stop(check=False)
-        assert left == [], f"processes outlived the services and had to be killed: {left}"
 
 
 @pytest.fixture
