@@ -764,4 +764,28 @@ def _log_access(status: int, started: float, request_id: str, method: str | None
         return
 
 
+def _after_restore() -> None:
+    """After a SnapStart restore: the snapshot's S3 client holds the credentials and
+    connections of the environment that was snapshotted, and every restored environment
+    would share the snapshot's random state. Drop the client (the next use makes one with
+    this environment's credentials) and reseed ``random`` from the OS."""
+    global _S3_CLIENT
+    import random
+
+    _S3_CLIENT = None
+    random.seed()
+
+
+def _register_after_restore() -> bool:
+    """Register :func:`_after_restore` with the SnapStart runtime hooks of Lambda's Python
+    runtimes (3.12 and newer ship ``snapshot_restore_py``); elsewhere, nothing to do."""
+    try:
+        from snapshot_restore_py import register_after_restore  # type: ignore[import-not-found]
+    except ImportError:
+        return False
+    register_after_restore(_after_restore)
+    return True
+
+
+_register_after_restore()
 _load_at_init()
