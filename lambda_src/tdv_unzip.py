@@ -215,7 +215,8 @@ class StreamUnzip:
             raise UnzipError("the zip's central directory does not match its members")
         for (name, *_), mode in central:
             if mode & 0o111 and not name.endswith("/"):
-                os.chmod(os.path.join(self.root, _safe(name, self.root)), 0o755)  # noqa: S103
+                os.chmod(os.path.join(self.root, _safe(name, self.root)),
+                         0o755)  # noqa: S103 - the member's own executable bit, as unzip
         return sum(1 for entry in self.entries if not entry[0].endswith("/"))
 
 

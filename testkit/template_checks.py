@@ -19,6 +19,8 @@ from typing import Any
 
 #: The API Gateway REST integration timeout, in seconds; the function must end sooner.
 INTEGRATION_TIMEOUT_SECONDS = 29
+#: Lambda's longest function timeout, in seconds (a function URL waits that long).
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
 
 
 @dataclass(frozen=True)
@@ -288,6 +290,13 @@ def _check_function(body: Mapping[str, Any], name: str, props: Mapping[str, Any]
             highest = float(spec.get("MaxValue", "inf"))
     except (TypeError, ValueError):
         highest = float("inf")
-    if highest >= INTEGRATION_TIMEOUT_SECONDS:
+    # a template offering a function URL (no integration timeout) may allow Lambda's 900 s:
+    # the core then keeps each API's limit (core.front_door.max_timeout_seconds)
+    doors = ((body.get("Parameters") or {}).get("FrontDoor") or {}).get("AllowedValues") or []
+    if "URL" in doors:
+        if highest > LAMBDA_MAX_TIMEOUT_SECONDS:
+            add(Finding("function-timeout", name, f"the timeout may reach {highest:g} s, "
+                        f"beyond Lambda's {LAMBDA_MAX_TIMEOUT_SECONDS} s"))
+    elif highest >= INTEGRATION_TIMEOUT_SECONDS:
         add(Finding("function-timeout", name, f"the timeout may reach {highest:g} s, not below "
                     f"API Gateway's {INTEGRATION_TIMEOUT_SECONDS} s integration timeout"))

@@ -210,8 +210,12 @@ MUTATIONS: dict[str, tuple[Mutation, dict[str, str]]] = {
     "no reserved concurrency": (
         lambda b: _res(b, "PredictFunction").pop("ReservedConcurrentExecutions"),
         {"checkov": "CKV_AWS_115", "ours": "reserved-concurrency"}),
-    "timeout beyond the integration timeout": (
-        lambda b: b["Parameters"]["Timeout"].update(MaxValue=900),
+    "timeout beyond the integration timeout": (  # API Gateway front doors only
+        lambda b: (b["Parameters"]["FrontDoor"].update(AllowedValues=["REST", "HTTP"]),
+                   b["Parameters"]["Timeout"].update(MaxValue=900)),
+        {"ours": "function-timeout"}),
+    "timeout beyond Lambda's": (
+        lambda b: b["Parameters"]["Timeout"].update(MaxValue=901),
         {"ours": "function-timeout"}),
     "role reads any object": (
         lambda b: _role_statement(b, "ReadThisDeploymentsArtifacts").update(Resource="*"),
