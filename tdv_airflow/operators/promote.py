@@ -178,7 +178,7 @@ class PromoteOperator(OpenLineageMixin, AwsConnectionMixin, BaseSensorOperator):
         version = check_version(self.version)
         clients = self.clients
         with aws_reachable(f"promotion of version {version} of stack {self.stack_name!r}"):
-            self._described = described_stack(clients, str(self.stack_name))  # for lineage
+            self._described = described_stack(clients, str(self.stack_name))  # lineage, asset
             target = target_of(self._described)
             alarms = self._alarms(target)
             fired = firing(clients.cloudwatch, alarms) if alarms and len(weights) > 1 else []
@@ -212,8 +212,7 @@ class PromoteOperator(OpenLineageMixin, AwsConnectionMixin, BaseSensorOperator):
                       step.alias.version, [s.get("model_s3_key") for s in live["serving"]],
                       step.alias.previous, retired or "none")
         if self.endpoint_alias:
-            announce_live(context, self.endpoint_alias, self.clients,
-                          described_stack(self.clients, target.stack_name), live)
+            announce_live(context, self.endpoint_alias, self.clients, self._described, live)
         result = {"stack_name": target.stack_name, "version": step.alias.version,
                   "strategy": self.strategy, "live": live, "retired": retired}
         self._lineage = of_promote(self._described, result)  # the endpoint at this version
