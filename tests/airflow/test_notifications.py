@@ -23,6 +23,7 @@ from tests.airflow.test_rollout_operators import (  # noqa: F401 - the fixture
     CONNECTION,
     STACK,
     _validate,
+    alarm_during_canary,
     candidate,
 )
 
@@ -63,23 +64,16 @@ def test_a_candidates_rejection_rollback_and_promotion_each_mail_what_happened(
         assert fact in body, (fact, body)
 
     version = _validate(created, [6.0, 14.0]).execute(task_context())["version"]
-    promote = PromoteOperator(task_id="promote", stack_name=STACK, version=version,
-                              strategy="canary", bake_seconds=300, mode="poke",
-                              deferrable=False, **CONNECTION)
-    assert promote.poke(task_context()) is False
-    cw = live.session.client("cloudwatch", endpoint_url=live.auth.endpoint_url)
-    cw.set_alarm_state(AlarmName=f"{STACK}-api-5xx", StateValue="ALARM",
-                       StateReason="Threshold Crossed: 3 datapoints")
-    with pytest.raises(AirflowFailException) as failed:
-        promote.poke(task_context())
-    assert isinstance(failed.value.__cause__, AlarmRollbackError)
-    notify.rolled_back(task_context(exception=failed.value, task=promote))
+    promote, failed = alarm_during_canary(live, version, task_context)
+    assert isinstance(failed.__cause__, AlarmRollbackError)
+    notify.rolled_back(task_context(exception=failed, task=promote))
     subject, body = _one_mail(mailbox, 2)
     assert subject == f"[tdv-airflow] {STACK}: version 2 rolled back to version 1 on an alarm"
     for fact in (f"{STACK}-api-5xx in ALARM since ", ": Threshold Crossed: 3 datapoints",
                  "version 1 serves all traffic again", "version 2 (it had taken part"):
         assert fact in body, (fact, body)
 
+    cw = live.session.client("cloudwatch", endpoint_url=live.auth.endpoint_url)
     cw.set_alarm_state(AlarmName=f"{STACK}-api-5xx", StateValue="OK", StateReason="quiet")
     ti = FakeTaskInstance(task_id="promote")
     now = PromoteOperator(task_id="promote", stack_name=STACK, version=version, mode="poke",

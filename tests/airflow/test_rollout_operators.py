@@ -5,6 +5,7 @@ nothing, bad input is refused when the DAG is parsed."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -146,6 +147,17 @@ def test_an_alarm_during_the_bake_rolls_back_and_fails_without_retry(
         validated: tuple[DeployedStack, str],
         task_context: Callable[..., dict[str, Any]]) -> None:
     live, version = validated
+    _, failed = alarm_during_canary(live, version, task_context)
+    assert re.search(rf"{STACK}-api-5xx since .*: Threshold Crossed: 3 datapoints; the live "
+                     r"alias is back on version 1 alone", str(failed)), str(failed)
+    assert _routing(live) == ("1", {})
+
+
+def alarm_during_canary(live: DeployedStack, version: str,
+                        task_context: Callable[..., dict[str, Any]]
+                        ) -> tuple[PromoteOperator, AirflowFailException]:
+    """A canary of ``version`` in poke mode, then its stack's 5xx alarm forced into ALARM
+    during the bake: the promotion and how its next poke failed."""
     promote = PromoteOperator(task_id="promote", stack_name=STACK, version=version,
                               strategy="canary", bake_seconds=300, mode="poke",
                               deferrable=False, **CONNECTION)
@@ -153,10 +165,9 @@ def test_an_alarm_during_the_bake_rolls_back_and_fails_without_retry(
     cw = live.session.client("cloudwatch", endpoint_url=live.auth.endpoint_url)
     cw.set_alarm_state(AlarmName=f"{STACK}-api-5xx", StateValue="ALARM",
                        StateReason="Threshold Crossed: 3 datapoints")
-    with pytest.raises(AirflowFailException, match=rf"{STACK}-api-5xx since .*: Threshold "
-                       r"Crossed: 3 datapoints; the live alias is back on version 1 alone"):
+    with pytest.raises(AirflowFailException) as failed:
         promote.poke(task_context())
-    assert _routing(live) == ("1", {})
+    return promote, failed.value
 
 
 def test_rollback_is_one_change_and_a_retry_of_the_same_task_changes_nothing(
