@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from tdv_airflow.core.artifacts import Artifact
+from tdv_airflow.core.multipart import (
+    MULTIPART_THRESHOLD,
+    PART_SIZE,
+    STALE_UPLOAD_AGE,
+    upload_multipart,
+)
 from tdv_airflow.exceptions import ArtifactError, InvalidInputError
 
 DEFAULT_PREFIX = "tdv-airflow"
 _CHUNK = 8 * 1024 * 1024
+_MULTIPART_ETAG = re.compile(r"-\d+\"?$")
 
 
 def artifact_key(prefix: str, artifact: Artifact) -> str:
@@ -114,7 +123,8 @@ def object_sha256(s3: Any, bucket: str, key: str, what: str = "model_s3_key") ->
     """SHA-256 (hex) of an object already in S3.
 
     Uses the stored full-object SHA-256 checksum when the uploader sent one (free);
-    otherwise streams the object once.
+    otherwise (no checksum, another algorithm, or a multipart object's composite
+    checksum) streams the object once.
 
     :param s3: a boto3 S3 client.
     :param bucket: the bucket.
@@ -132,7 +142,11 @@ def object_sha256(s3: Any, bucket: str, key: str, what: str = "model_s3_key") ->
             ) from exc
         raise
     checksum = head.get("ChecksumSHA256")
-    full_object = head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT"
+    # A multipart object's SHA-256 is a checksum of its parts' checksums (S3 offers no
+    # full-object SHA-256 for them), shown as ``<base64>-<parts>`` with ``ChecksumType``
+    # COMPOSITE; its ETag ends in ``-<parts>`` too, the one sign some S3 emulators show.
+    full_object = head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT" \
+        and not _MULTIPART_ETAG.search(str(head.get("ETag", "")))
     if checksum and "-" not in checksum and full_object:
         return base64.b64decode(checksum).hex()
     digest = hashlib.sha256()
@@ -143,8 +157,15 @@ def object_sha256(s3: Any, bucket: str, key: str, what: str = "model_s3_key") ->
 
 
 def upload_artifact(s3: Any, bucket: str, prefix: str, artifact: Artifact,
-                    encryption: Mapping[str, Any] | None = None) -> tuple[str, bool]:
+                    encryption: Mapping[str, Any] | None = None, *,
+                    multipart_threshold: int = MULTIPART_THRESHOLD,
+                    part_size: int = PART_SIZE,
+                    stale_age: timedelta = STALE_UPLOAD_AGE) -> tuple[str, bool]:
     """Upload ``artifact`` under its content-addressed key unless it is already there.
+
+    An artifact of at least ``multipart_threshold`` bytes goes as a multipart upload
+    (:func:`tdv_airflow.core.multipart.upload_multipart`: same metadata, checksum
+    algorithm and encryption, aborted on failure), a smaller one as one PutObject.
 
     :param s3: a boto3 S3 client.
     :param bucket: the bucket.
@@ -153,7 +174,12 @@ def upload_artifact(s3: Any, bucket: str, prefix: str, artifact: Artifact,
     :param encryption: the ``put_object`` encryption arguments, the bucket's own
         (:meth:`tdv_airflow.core.encryption.BucketEncryption.put_args`); SSE-S3 when
         ``None``.
+    :param multipart_threshold: the size from which a multipart upload is used.
+    :param part_size: the size of a part of a multipart upload.
+    :param stale_age: incomplete multipart uploads of the key older than this are aborted
+        first (see :func:`tdv_airflow.core.multipart.abort_stale_uploads`).
     :returns: the key, and whether bytes were sent.
+    :raises ArtifactError: naming the artifact, bucket and key, when S3 refuses.
     """
     key = artifact_key(prefix, artifact)
     try:
@@ -163,18 +189,19 @@ def upload_artifact(s3: Any, bucket: str, prefix: str, artifact: Artifact,
     except s3.exceptions.ClientError as exc:
         if not _is_missing(exc):
             raise ArtifactError(f"cannot check s3://{bucket}/{key}: {exc}") from exc
+    # The algorithm too: S3 checks the digest either way, and the emulator stores it
+    # only when the algorithm is named.
+    args = {"Metadata": {"sha256": artifact.sha256},
+            **(encryption or {"ServerSideEncryption": "AES256"})}
     try:
-        s3.put_object(
-            Bucket=bucket,
-            Key=key,
-            Body=artifact.data,
-            # The algorithm too: S3 checks the digest either way, and the emulator stores
-            # it only when the algorithm is named.
-            ChecksumAlgorithm="SHA256",
-            ChecksumSHA256=base64.b64encode(bytes.fromhex(artifact.sha256)).decode(),
-            Metadata={"sha256": artifact.sha256},
-            **(encryption or {"ServerSideEncryption": "AES256"}),
-        )
+        if len(artifact.data) >= multipart_threshold:
+            upload_multipart(s3, bucket, key, artifact.data, args, part_size=part_size,
+                             stale_age=stale_age)
+        else:
+            s3.put_object(Bucket=bucket, Key=key, Body=artifact.data,
+                          ChecksumAlgorithm="SHA256",
+                          ChecksumSHA256=base64.b64encode(
+                              bytes.fromhex(artifact.sha256)).decode(), **args)
     except s3.exceptions.ClientError as exc:
         raise ArtifactError(f"upload of {artifact.kind} to s3://{bucket}/{key} failed: "
                             f"{exc}") from exc
