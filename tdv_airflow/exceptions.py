@@ -91,6 +91,37 @@ class AwsUnreachableError(TdvError):
         self.operation = operation
 
 
+class AwsUnavailableError(AwsUnreachableError):
+    """AWS answered, but kept throttling or failing transiently (``Throttling``,
+    ``SlowDown``, ``ServiceUnavailable``, HTTP 429/500/502/503/504 ...) until botocore's
+    retries were spent.
+
+    Re-running the task later is safe, as for :class:`AwsUnreachableError`.
+
+    :param endpoint_url: the endpoint that answered (``None``: not known).
+    :param operation: the step, e.g. ``"prepare of s3://bucket/model.pkl"``.
+    :param code: AWS's error code.
+    :param status: the HTTP status of the last answer.
+    :param attempts: the attempts made (botocore's ``RetryAttempts`` + 1).
+    :param message: AWS's error message.
+    """
+
+    def __init__(self, endpoint_url: str | None, operation: str, *, code: str,
+                 status: int | None, attempts: int, message: str = "") -> None:
+        where = endpoint_url or "the AWS endpoint"
+        said = f": {message}" if message else ""
+        TdvError.__init__(
+            self, f"{where} answered {code} (HTTP {status}{said}) during {operation}, after "
+            f"{attempts} attempt{'s' if attempts != 1 else ''}: AWS is throttling or "
+            f"unavailable; retry the task later (it is safe to retry), or allow more "
+            f"attempts (botocore_config={{'retries': {{'max_attempts': N}}}})")
+        self.endpoint_url = endpoint_url
+        self.operation = operation
+        self.code = code
+        self.status = status
+        self.attempts = attempts
+
+
 class EmulatedAccessDeniedError(TdvError):
     """Inside the embedded AWS: a call CloudFormation makes with a stack's service role is
     one the role's policies refuse (``tdv_airflow.local.fix_service_role`` turns it into

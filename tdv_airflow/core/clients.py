@@ -5,11 +5,53 @@ Airflow users never touch this: the hook builds :class:`AwsClients` from a conne
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from copy import deepcopy
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
+
+#: The botocore configuration of every client tdv-airflow makes, unless the connection or
+#: the task says otherwise: botocore's ``standard`` retry mode (exponential backoff with
+#: jitter on throttling, transient errors and connection failures) with up to 8 retries,
+#: i.e. 9 attempts in all (botocore's ``max_attempts`` counts retries; its
+#: ``total_max_attempts`` counts the first call too).
+DEFAULT_BOTOCORE_CONFIG: dict[str, Any] = {
+    "retries": {"mode": "standard", "max_attempts": 8},
+    "connect_timeout": 10,
+    "read_timeout": 60,
+}
+_ATTEMPT_KEYS = ("max_attempts", "total_max_attempts")
+
+
+def botocore_config(*layers: Any) -> Any:
+    """:data:`DEFAULT_BOTOCORE_CONFIG` overlaid by each layer in turn (later ones win).
+
+    ``retries`` is merged key by key, so a layer that sets only ``max_attempts`` keeps the
+    ``standard`` mode; a layer naming ``max_attempts`` or ``total_max_attempts`` replaces
+    both (botocore lets ``total_max_attempts`` win over ``max_attempts``).
+
+    :param layers: ``botocore.config.Config`` objects, dicts of its arguments, or ``None``
+        (skipped), e.g. the connection's ``config_kwargs`` then the task's
+        ``botocore_config``.
+    :returns: a new ``botocore.config.Config``.
+    """
+    from botocore.config import Config
+
+    config = Config(**deepcopy(DEFAULT_BOTOCORE_CONFIG))
+    retries = deepcopy(DEFAULT_BOTOCORE_CONFIG["retries"])
+    for layer in layers:
+        if layer is None:
+            continue
+        layer = layer if isinstance(layer, Config) else Config(**deepcopy(dict(layer)))
+        config = config.merge(layer)
+        more: Mapping[str, Any] = layer.retries or {}
+        if any(key in more for key in _ATTEMPT_KEYS):
+            for key in _ATTEMPT_KEYS:
+                retries.pop(key, None)
+        retries.update(deepcopy(dict(more)))
+    return config.merge(Config(retries=retries))
 
 
 @dataclass(frozen=True)
@@ -60,12 +102,9 @@ class AwsClients:
         :param auth_object: the credentials.
         :param region_name: the region.
         """
-        from botocore.config import Config
-
         from tdv_airflow.exceptions import InvalidInputError
 
-        config = Config(retries={"mode": "standard", "max_attempts": 5},
-                        connect_timeout=10, read_timeout=60)
+        config = botocore_config()
         endpoint_url = None
         if isinstance(auth_object, UserAwsAuth):
             session = auth_object.session(region_name)
@@ -105,35 +144,42 @@ class AwsClients:
             creds = boto3.Session().get_credentials()
         return creds.get_frozen_credentials() if creds is not None else None
 
+    def _client(self, service: str) -> Any:
+        """A new client for ``service`` whose error answers name their endpoint (see
+        :func:`note_endpoint`)."""
+        client = self._factory(service)
+        client.meta.events.register("after-call", note_endpoint, unique_id=_NOTE_ENDPOINT)
+        return client
+
     @cached_property
     def s3(self) -> Any:
         """The S3 client."""
-        return self._factory("s3")
+        return self._client("s3")
 
     @cached_property
     def cloudformation(self) -> Any:
         """The CloudFormation client."""
-        return self._factory("cloudformation")
+        return self._client("cloudformation")
 
     @cached_property
     def apigateway(self) -> Any:
         """The API Gateway (REST APIs) client."""
-        return self._factory("apigateway")
+        return self._client("apigateway")
 
     @cached_property
     def lambda_(self) -> Any:
         """The Lambda client."""
-        return self._factory("lambda")
+        return self._client("lambda")
 
     @cached_property
     def kms(self) -> Any:
         """The KMS client."""
-        return self._factory("kms")
+        return self._client("kms")
 
     @cached_property
     def cloudwatch(self) -> Any:
         """The CloudWatch client (alarms)."""
-        return self._factory("cloudwatch")
+        return self._client("cloudwatch")
 
 
 #: Host name endings of AWS's own endpoints (commercial, China, dual-stack).
@@ -154,24 +200,102 @@ def emulator_endpoint(endpoint_url: str | None) -> str | None:
     return str(endpoint_url)
 
 
+#: Where :func:`note_endpoint` puts an error answer's endpoint, in its ``ResponseMetadata``.
+ENDPOINT_METADATA = "TdvEndpoint"
+_NOTE_ENDPOINT = "tdv-airflow-note-endpoint"
+
+#: Error codes of a throttled or transiently failing AWS call: botocore's standard retry
+#: mode retries them (its lists, less ``LimitExceededException``, which also means a
+#: quota such as CloudFormation's number of stacks), and so can the task.
+TRANSIENT_ERROR_CODES = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
+    "RequestThrottledException", "TooManyRequestsException", "SlowDown",
+    "RequestLimitExceeded", "BandwidthLimitExceeded", "EC2ThrottledException",
+    "ProvisionedThroughputExceededException", "TransactionInProgressException",
+    "PriorRequestNotComplete", "ServiceUnavailable", "InternalError", "InternalFailure",
+    "RequestTimeout", "RequestTimeoutException",
+})
+#: HTTP statuses of a throttled or transiently failing AWS call.
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def note_endpoint(http_response: Any = None, parsed: Any = None, **_: Any) -> None:
+    """botocore ``after-call`` handler: write the origin (``scheme://host``) of an error
+    answer's request URL into its ``ResponseMetadata`` (botocore's ``ClientError`` keeps
+    the parsed answer but not the URL), for :func:`aws_reachable`'s message.
+
+    :param http_response: the last HTTP answer (botocore's ``AWSResponse``).
+    :param parsed: the parsed answer, which becomes the ``ClientError``'s ``response``.
+    """
+    from urllib.parse import urlsplit
+
+    url = getattr(http_response, "url", None)
+    if not url or getattr(http_response, "status_code", 200) < 300 \
+            or not isinstance(parsed, dict):
+        return
+    parts = urlsplit(str(url))
+    parsed.setdefault("ResponseMetadata", {})[ENDPOINT_METADATA] = \
+        f"{parts.scheme}://{parts.netloc}"
+
+
+def transient_client_error(exc: BaseException) -> Any:
+    """The throttling or transient botocore ``ClientError`` behind ``exc`` (``exc`` itself
+    or the explicit cause of one of our errors, e.g. the :exc:`ArtifactError` of an
+    upload), else ``None``.
+
+    :param exc: an exception.
+    """
+    from botocore.exceptions import ClientError
+
+    from tdv_airflow.exceptions import TdvError
+
+    seen: BaseException | None = exc
+    while isinstance(seen, TdvError):
+        seen = seen.__cause__
+    if not isinstance(seen, ClientError):
+        return None
+    code = str(seen.response.get("Error", {}).get("Code", ""))
+    status = seen.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return seen if code in TRANSIENT_ERROR_CODES or status in TRANSIENT_STATUSES else None
+
+
 @contextmanager
-def aws_reachable(operation: str) -> Iterator[None]:
-    """Turn botocore's connection failures into :class:`AwsUnreachableError`.
+def aws_reachable(operation: str, endpoint: str | None = None) -> Iterator[None]:
+    """Turn botocore's connection failures into :class:`AwsUnreachableError`, and AWS's
+    throttling and transient errors, once botocore's retries are spent, into
+    :class:`AwsUnavailableError`.
 
     A refused, reset or timed-out connection (``EndpointConnectionError``,
     ``ConnectTimeoutError``, ``ReadTimeoutError``, ``ConnectionClosedError`` ...)
-    becomes one clear error naming the endpoint and the operation.
+    becomes one clear error naming the endpoint and the operation. A ``ClientError``
+    whose code is a throttling or transient one (:data:`TRANSIENT_ERROR_CODES`) or whose
+    HTTP status is 429, 500, 502, 503 or 504, raised as is or as the cause of one of our
+    errors, becomes one naming the endpoint, the operation, the code, the status and the
+    attempts made. Other errors (``AccessDenied``, ``ValidationError`` ...) pass unchanged.
 
     :param operation: what was being done, e.g. ``"delete of stack 'tdv-iris'"``.
+    :param endpoint: the endpoint to name; by default the failed request's own (noted by
+        the clients of :class:`AwsClients`), else "the AWS endpoint".
     """
     from botocore.exceptions import ConnectionError as BotoConnectionError
     from botocore.exceptions import HTTPClientError
 
+    from tdv_airflow.exceptions import AwsUnavailableError, AwsUnreachableError
+
     try:
         yield
     except (BotoConnectionError, HTTPClientError) as exc:
-        endpoint = getattr(exc, "kwargs", {}).get("endpoint_url")
-        from tdv_airflow.exceptions import AwsUnreachableError
-
-        raise AwsUnreachableError(endpoint, operation,
+        where = endpoint or getattr(exc, "kwargs", {}).get("endpoint_url")
+        raise AwsUnreachableError(where, operation,
                                   f"{type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        error = None if isinstance(exc, AwsUnreachableError) else transient_client_error(exc)
+        if error is None:
+            raise
+        meta = error.response.get("ResponseMetadata", {})
+        raise AwsUnavailableError(
+            endpoint or meta.get(ENDPOINT_METADATA), operation,
+            code=str(error.response.get("Error", {}).get("Code") or "?"),
+            status=meta.get("HTTPStatusCode"),
+            attempts=int(meta.get("RetryAttempts", 0)) + 1,
+            message=str(error.response.get("Error", {}).get("Message") or "")) from exc

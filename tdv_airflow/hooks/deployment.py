@@ -1,7 +1,9 @@
 """The hook that turns an Airflow AWS connection into the clients the core uses.
 
-It adds no logic of its own: credentials, region, ``endpoint_url`` (e.g. a local
-emulator), ``verify`` and botocore settings all come from the Amazon provider's
+It adds one thing only: tdv-airflow's default botocore configuration (retry mode and
+attempts, timeouts) under the connection's and the task's. Credentials, region,
+``endpoint_url`` (e.g. a local emulator), ``verify`` and botocore settings all come from
+the Amazon provider's
 :class:`~airflow.providers.amazon.aws.hooks.base_aws.AwsBaseHook` and the connection's
 extras. Importing this module imports boto3 (through the Amazon provider); DAG files
 never need to: the operators build the hook inside ``execute``.
@@ -10,11 +12,14 @@ never need to: the operators build the hook inside ``execute``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-from tdv_airflow.core.clients import AwsClients
+from tdv_airflow.core.clients import AwsClients, botocore_config
+
+if TYPE_CHECKING:
+    from botocore.config import Config
 
 
 def check_connection(hook: AwsBaseHook, aws_conn_id: str | None) -> None:
@@ -57,14 +62,29 @@ class TdvDeploymentHook(AwsBaseHook):
         default credential chain.
     :param region_name: the region; the connection's ``region_name`` extra when ``None``.
     :param verify: whether to verify TLS certificates (or a CA bundle path).
-    :param config: botocore client configuration (a ``Config`` or a dict).
+    :param config: botocore client configuration (a ``Config`` or a dict), overlaid on the
+        connection's ``config_kwargs`` extra, itself overlaid on
+        :data:`~tdv_airflow.core.clients.DEFAULT_BOTOCORE_CONFIG` (``retries`` merged key
+        by key): see :attr:`config`.
     """
 
     hook_name = "tdv-airflow deployment (AWS)"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["client_type"] = "cloudformation"
+        # Not passed on: the provider's connection wrapper reads the connection's
+        # ``config_kwargs`` only when the hook has no config of its own.
+        self._task_config = kwargs.pop("config", None)
         super().__init__(*args, **kwargs)
+
+    @property
+    def config(self) -> Config:
+        """The botocore configuration of every client of this hook (the provider's
+        ``get_client_type``/``conn`` and :meth:`get_client` both read it):
+        :data:`~tdv_airflow.core.clients.DEFAULT_BOTOCORE_CONFIG`, overlaid by the
+        connection's ``config_kwargs`` extra, overlaid by the hook's ``config``.
+        """
+        return botocore_config(self.conn_config.botocore_config, self._task_config)
 
     def get_client(self, service: str) -> Any:
         """A boto3 client for ``service`` configured exactly like the hook's own client.
