@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import threading
 import types
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -97,6 +98,36 @@ def _code_names(code: types.CodeType) -> set[str]:
     return names
 
 
+#: Held while dill's global collector is swapped (one pickling at a time per process).
+_ORDER_LOCK = threading.Lock()
+
+
+@contextmanager
+def _ordered_globals() -> Iterator[None]:
+    """Make dill write a function's globals in name order.
+
+    dill 0.4 collects the globals a function uses through sets, whose order follows the
+    process's string-hash seed (``PYTHONHASHSEED``, random per process): the same function
+    pickled on two workers, or before and after a worker restart, gave different bytes, so
+    a different content-addressed key, a second upload and a stack update for nothing.
+    dill looks ``globalvars`` up in :mod:`dill.detect` at every call; for the length of
+    the block it gets one that returns the same dict sorted by name.
+    """
+    from dill import detect
+
+    original = detect.globalvars
+
+    def ordered(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        return dict(sorted(original(*args, **kwargs).items()))
+
+    with _ORDER_LOCK:
+        detect.globalvars = ordered
+        try:
+            yield
+        finally:
+            detect.globalvars = original
+
+
 @contextmanager
 def _as_main(functions: Iterable[Any]) -> Iterator[None]:
     saved = [(f, f.__module__) for f in functions]
@@ -126,7 +157,7 @@ def dumps_by_value(fn: Callable[..., Any], extra_modules: Iterable[str] = ()) ->
     targets = list(_referenced_functions(root, modules)) if isinstance(
         root, types.FunctionType) else []
     try:
-        with _as_main(targets):
+        with _as_main(targets), _ordered_globals():
             return bytes(dill.dumps(fn, recurse=True))
     except Exception as exc:  # dill raises many types (PicklingError, TypeError, ...)
         raise InvalidInputError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -128,3 +129,41 @@ def test_resolve_import_path(user_module) -> None:
 def test_bad_import_paths(spec: str, match: str) -> None:
     with pytest.raises(InvalidInputError, match=match):
         resolve_callable(spec)
+
+
+_SEEDED = '''
+import hashlib, sys
+sys.path.insert(0, sys.argv[1])
+import seeded_prepro
+from tdv_airflow.core.pickling import dumps_by_value
+print(hashlib.sha256(dumps_by_value(seeded_prepro.prepro)).hexdigest())
+'''
+_MODULE = '''
+LIMITS = {"low": 0.0, "high": 10.0}
+NAMES = ("a", "b", "c", "d")
+
+
+def _clip(value):
+    return min(max(float(value), LIMITS["low"]), LIMITS["high"])
+
+
+def prepro(payload):
+    rows = payload if isinstance(payload, list) else [payload]
+    if not rows:
+        raise ValueError("no rows")
+    return [[_clip(row[name]) for name in NAMES] for row in rows if len(row) == len(NAMES)]
+'''
+
+
+def test_the_same_function_pickles_to_the_same_bytes_under_any_hash_seed(
+        tmp_path: Path) -> None:
+    """dill gathers globals through sets: without ordering them, the bytes (and so the
+    content-addressed key) changed with each process's PYTHONHASHSEED."""
+    (tmp_path / "seeded_prepro.py").write_text(_MODULE)
+    digests = set()
+    for seed in ("1", "2", "3", "4"):
+        done = subprocess.run(  # noqa: S603 - this interpreter, fixed script
+            [sys.executable, "-c", _SEEDED, str(tmp_path)], capture_output=True, text=True,
+            env={**os.environ, "PYTHONHASHSEED": seed}, check=True, timeout=120)
+        digests.add(done.stdout.strip())
+    assert len(digests) == 1, digests
