@@ -126,17 +126,19 @@ def airflow_identity_policy(
          "Resource": [f"{s3}/{artifact_prefix}/*"]},
         {"Sid": "WriteArtifacts", "Effect": "Allow", "Action": ["s3:PutObject"],
          "Resource": [f"{s3}/{artifact_prefix}/*"]},
+        {"Sid": "EndIncompleteUploads", "Effect": "Allow",
+         "Action": ["s3:AbortMultipartUpload"], "Resource": [f"{s3}/{artifact_prefix}/*"]},
+        {"Sid": "ListIncompleteUploads", "Effect": "Allow",
+         "Action": ["s3:ListBucketMultipartUploads"], "Resource": [s3]},
     ]
     if artifact_kms_key_arn is not None:
-        statements.append(
-            {"Sid": "UseArtifactKey", "Effect": "Allow",
-             "Action": ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-             "Resource": [artifact_kms_key_arn]})
+        statements.append({"Sid": "UseArtifactKey", "Effect": "Allow",
+                           "Action": ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                           "Resource": [artifact_kms_key_arn]})
     statements += [
         {"Sid": "ReadDeploymentStacks", "Effect": "Allow",
          "Action": ["cloudformation:DescribeStacks", "cloudformation:DescribeStackEvents",
-                    "cloudformation:DescribeStackResources"],
-         "Resource": [stacks]},
+                    "cloudformation:DescribeStackResources"], "Resource": [stacks]},
         {"Sid": "ChangeDeploymentStacks", "Effect": "Allow",
          "Action": ["cloudformation:CreateStack", "cloudformation:UpdateStack"],
          "Resource": [stacks], "Condition": conditions},
@@ -146,11 +148,10 @@ def airflow_identity_policy(
          "Action": ["cloudformation:DeleteStack"], "Resource": [stacks]},
     ]
     if service_role_name is not None:
-        statements.append(
-            {"Sid": "PassServiceRole", "Effect": "Allow", "Action": ["iam:PassRole"],
-             "Resource": [service_role],
-             "Condition": {"StringEquals": {
-                 "iam:PassedToService": "cloudformation.amazonaws.com"}}})
+        statements.append({"Sid": "PassServiceRole", "Effect": "Allow",
+                           "Action": ["iam:PassRole"], "Resource": [service_role],
+                           "Condition": {"StringEquals": {
+                               "iam:PassedToService": "cloudformation.amazonaws.com"}}})
     functions = _arn(partition, "lambda", region, account_id, f"function:{stack_prefix}*")
     statements += [
         {"Sid": "ReadDeployedFunctions", "Effect": "Allow",
