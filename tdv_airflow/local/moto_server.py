@@ -29,7 +29,9 @@ version or an alias) and :mod:`~tdv_airflow.local.fix_function_settings` (a func
 ``EphemeralStorage`` and ``SnapStart`` through CloudFormation);
 :mod:`~tdv_airflow.local.fix_apigatewayv2` (an HTTP API in stacks) and
 :mod:`~tdv_airflow.local.fix_function_url` (a function URL per alias);
-:mod:`~tdv_airflow.local.fix_s3_ranges` (a ranged ``GetObject`` reads only its range).
+:mod:`~tdv_airflow.local.fix_s3_ranges` (a ranged ``GetObject`` reads only its range);
+:mod:`~tdv_airflow.local.fix_multipart_uploads` (an incomplete upload's real ``Initiated``,
+``NoSuchUpload`` for a part sent to an unknown upload).
 ``TDV_MOTO_FIXES`` (comma-separated names of :data:`FIXES`, empty for none) chooses
 which are installed; unset, all are. Without moto the module is not importable (the
 ``local`` extra).
@@ -66,6 +68,7 @@ FIXES = (
     "fix_apigatewayv2",  # AWS::ApiGatewayV2 Api/Integration/Route/Stage in CloudFormation
     "fix_function_url",  # a function URL per qualifier (the alias live)
     "fix_s3_ranges",  # a ranged GetObject reads only its range (cost, not answers)
+    "fix_multipart_uploads",  # real Initiated times; NoSuchUpload for unknown uploads
 )
 #: The environment variable naming the fixes to install (all when unset).
 FIXES_ENV = "TDV_MOTO_FIXES"

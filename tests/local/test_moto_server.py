@@ -18,7 +18,8 @@ def test_every_fix_is_installed_unless_told_otherwise() -> None:
         "fix_role_policy", "fix_architectures", "fix_stack_conditions", "fix_service_role",
         "fix_alarms", "fix_lambda_versions", "fix_lambda_aliases", "fix_lambda_policies",
         "fix_provisioned_concurrency", "fix_function_settings",
-        "fix_apigatewayv2", "fix_function_url", "fix_s3_ranges")
+        "fix_apigatewayv2", "fix_function_url", "fix_s3_ranges",
+        "fix_multipart_uploads")
     assert chosen_fixes("") == ()
     assert chosen_fixes(" fix_api_keys ,") == ("fix_api_keys",)
 
