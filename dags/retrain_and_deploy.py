@@ -23,7 +23,7 @@ First set up the connection ``aws_default`` and the bucket (README, "The example
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import DAG, Param, task
@@ -89,7 +89,7 @@ with DAG(
     doc_md=__doc__,
     schedule="0 2 * * *", start_date=datetime(2025, 1, 1, tzinfo=UTC), catchup=False,
     max_active_runs=1, tags=["tdv-airflow", "ml", "example"],
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=1)},
+    default_args={"retries": 1},  # retry delay: [core] default_task_retry_delay
     render_template_as_native_obj=True,  # "{{ params.x }}" keeps the Param's JSON type
     params={  # the API refuses a run whose Params break these rules: nothing runs
         "model_name": Param("iris", "Names its keys and stacks: 1 to 40 letters, digits or "

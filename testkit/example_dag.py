@@ -40,7 +40,9 @@ def wait_settings(mode: str, poll_interval: float | None = None) -> dict[str, st
 
 
 def ensure_bucket(s3: Any, bucket: str = DAG_BUCKET) -> str:
-    """Create ``bucket`` unless it exists (what a user does before the first run).
+    """Create ``bucket`` unless it exists, with the lifecycle rule ``docs/storage.md``
+    recommends (incomplete multipart uploads aborted after a day): what a user does before
+    the first run.
 
     :param s3: an S3 client.
     :param bucket: the bucket's name.
@@ -48,6 +50,10 @@ def ensure_bucket(s3: Any, bucket: str = DAG_BUCKET) -> str:
     """
     if bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
         s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={
+            "Rules": [{"ID": "tdv-abort-incomplete-uploads", "Status": "Enabled",
+                       "Filter": {"Prefix": ""},
+                       "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}]})
     return bucket
 
 

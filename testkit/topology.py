@@ -130,6 +130,11 @@ class Topology:
         init_env = load_compose()["services"]["airflow-init"]["environment"]
         return interpolate(str(init_env["_AIRFLOW_WWW_USER_PASSWORD"]))
 
+    @property
+    def aws_netloc(self) -> str:
+        """Where the Airflow processes reach the local AWS (``host:port``)."""
+        return f"127.0.0.1:{self.aws.port}"
+
     def _base_environ(self) -> dict[str, str]:
         """This process's environment without Airflow, AWS or tdv settings."""
         drop = ("AIRFLOW", "AWS_", "TDV_", "_AIRFLOW", "PG", "CELERY")
@@ -147,7 +152,7 @@ class Topology:
         netlocs = {
             "postgres": f"127.0.0.1:{self.ports['postgres']}",
             "redis": f"127.0.0.1:{self.ports['redis']}",
-            "local-aws": f"127.0.0.1:{self.aws.port}",
+            "local-aws": self.aws_netloc,
             "airflow-apiserver": f"127.0.0.1:{self.ports['api']}",
         }
         return {
