@@ -11,8 +11,9 @@ fetched from, with the digest it must have:
   else the S3 key of the configuration's own ``TDV_CODE_KEY`` in ``ArtifactBucket`` (the
   emulator's location is not one);
 - the layers: the configuration's ``Layers`` through ``get_layer_version_by_arn``, as on
-  AWS; when the configuration lists none, as on the emulator (which ignores layers), the
-  keys ``TDV_LAYER_KEY`` and ``TDV_DEPS_LAYER_KEY`` and the stack's ``ExtraLayerArns``;
+  AWS; when the configuration lists none (an emulator that ignores layers, before
+  :mod:`tdv_airflow.local.fix_function_layers`), the keys ``TDV_LAYER_KEY`` and
+  ``TDV_DEPS_LAYER_KEY`` and the stack's ``ExtraLayerArns``;
 - the digests: the configuration's ``CodeSha256``, the layer versions' ``CodeSha256``,
   and the ``TDV_CODE_SHA256``, ``TDV_LAYER_SHA256`` and ``TDV_DEPS_LAYER_SHA256``
   environment variables the stack set.
@@ -364,7 +365,7 @@ def find_function(clients: AwsClients, stack_name: str,
         backups: list[Source | None] = [*by_keys, *([None] * len(configured))]
         layers = [_layer_by_arn(clients, arn, f"layer {i + 1}", backups[i])
                   for i, arn in enumerate(configured)]
-    else:  # the emulator keeps no layers on the function: use the keys
+    else:  # an emulator that keeps no layers on the function: use the keys
         layers = by_keys + [_layer_by_arn(clients, arn, f"extra layer {i + 1}")
                             for i, arn in enumerate(extra_arns)]
     door = front_door_of(outputs)

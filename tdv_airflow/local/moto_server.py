@@ -4,6 +4,8 @@
 Each fix is its own module, documenting what moto lacks and what AWS does (the list,
 with AWS's documentation, is ``docs/aws-behaviour.md``):
 :mod:`~tdv_airflow.local.fix_layer_ref` (``Ref`` to a Lambda layer version is its ARN),
+:mod:`~tdv_airflow.local.fix_function_layers` (a function is created with its layers; a
+changed layer version is replaced by a new one),
 :mod:`~tdv_airflow.local.fix_api_keys` (CloudFormation API keys and usage plans),
 :mod:`~tdv_airflow.local.fix_stack_updates` (an identical update is refused, a failing
 update rolls back, updates set ``LastUpdatedTime``),
@@ -49,6 +51,7 @@ from tdv_airflow.exceptions import InvalidInputError
 #: The fidelity fixes, by module name under :mod:`tdv_airflow.local`, in install order.
 FIXES = (
     "fix_layer_ref",
+    "fix_function_layers",  # created with its layers; a changed layer version replaced
     "fix_api_keys",
     "fix_stack_updates",
     "fix_update_refs",

@@ -13,7 +13,8 @@ from tdv_airflow.local.moto_server import FIXES, chosen_fixes
 
 def test_every_fix_is_installed_unless_told_otherwise() -> None:
     assert chosen_fixes(None) == FIXES == (
-        "fix_layer_ref", "fix_api_keys", "fix_stack_updates", "fix_update_refs",
+        "fix_layer_ref", "fix_function_layers",
+        "fix_api_keys", "fix_stack_updates", "fix_update_refs",
         "fix_no_value", "fix_list_parameters", "fix_lambda_authorization",
         "fix_role_policy", "fix_architectures", "fix_stack_conditions", "fix_service_role",
         "fix_alarms", "fix_lambda_versions", "fix_lambda_aliases", "fix_lambda_policies",
