@@ -28,8 +28,10 @@ def all_objects(s3: Any) -> set[str]:
 
 def model_keys_of_stacks(boto_session: Any, endpoint_url: str, cfn: Any,
                          prefix: str) -> dict[str, str]:
-    """``TDV_MODEL_KEY`` of the function of every live stack whose name starts with
-    ``prefix``, by stack name.
+    """``TDV_MODEL_KEY`` of what every live stack whose name starts with ``prefix`` serves:
+    the version behind its alias ``live`` (``$LATEST`` before the first release), by stack
+    name. A re-run that brings back a version already published moves the alias to it
+    without touching ``$LATEST``.
 
     :param boto_session: a boto3 session on the emulator.
     :param endpoint_url: the emulator's URL.
@@ -44,7 +46,11 @@ def model_keys_of_stacks(boto_session: Any, endpoint_url: str, cfn: Any,
         if stack["StackStatus"] == "DELETE_COMPLETE" or not stack["StackName"].startswith(
                 prefix):
             continue
-        config = lam.get_function_configuration(
-            FunctionName=outputs_of(stack)["FunctionName"])
+        function = outputs_of(stack)["FunctionName"]
+        try:
+            qualifier = lam.get_alias(FunctionName=function, Name="live")["FunctionVersion"]
+        except lam.exceptions.ResourceNotFoundException:
+            qualifier = "$LATEST"
+        config = lam.get_function_configuration(FunctionName=function, Qualifier=qualifier)
         found[stack["StackName"]] = config["Environment"]["Variables"]["TDV_MODEL_KEY"]
     return found
