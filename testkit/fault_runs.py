@@ -23,7 +23,7 @@ from typing import Any
 
 from testkit.airflow_api import FINISHED_RUN
 from testkit.example_dag import DAG_ID
-from testkit.fault_proxy import Call
+from testkit.fault_proxy import Call, FaultProxy
 from testkit.fault_topology import FaultTopology
 
 #: Task instance states that mean "still to do or doing".
@@ -49,6 +49,24 @@ class Row:
     injected_at: float = 0.0
     calls_from: int = 0
     notes: dict[str, Any] = field(default_factory=dict)
+
+
+def proxy_of(topology: FaultTopology) -> FaultProxy:
+    """The topology's fault proxy (started with the topology).
+
+    :param topology: the running topology.
+    """
+    assert topology.proxy is not None, "the fault proxy is not running"
+    return topology.proxy
+
+
+def model_key(topology: FaultTopology, run_id: str) -> str:
+    """The model key a run's ``train_model`` task returned.
+
+    :param topology: the running topology.
+    :param run_id: the run.
+    """
+    return str(topology.api().xcom(DAG_ID, run_id, "train_model", "model_s3_key"))
 
 
 def trigger(topology: FaultTopology, conf: dict[str, Any],

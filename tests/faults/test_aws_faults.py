@@ -21,6 +21,8 @@ from testkit.fault_runs import (
     Row,
     actions,
     check_recovered,
+    model_key,
+    proxy_of,
     report,
     tries,
     trigger,
@@ -32,16 +34,12 @@ from testkit.fault_topology import FaultTopology
 THROTTLED_SHARE = 0.25
 
 
-def _model_key(topology: FaultTopology, run_id: str) -> str:
-    return str(topology.api().xcom(DAG_ID, run_id, "train_model", "model_s3_key"))
-
 
 @pytest.mark.faults
 def test_throttling_on_a_share_of_calls_is_absorbed_by_botocore_retries(
         clean_faults: FaultTopology, tmp_path: Path) -> None:
     topology = clean_faults
-    proxy = topology.proxy
-    assert proxy is not None
+    proxy = proxy_of(topology)
     row = Row(f"AWS throttling ({THROTTLED_SHARE:.0%} of calls)", calls_from=len(proxy.calls))
     proxy.throttle(THROTTLED_SHARE)
     row.injected_at = time.monotonic()
@@ -50,7 +48,7 @@ def test_throttling_on_a_share_of_calls_is_absorbed_by_botocore_retries(
     finished = time.monotonic()
     proxy.throttle(0)
     assert states == {run: "success"}, states
-    topology.live[STABLE_STACK] = _model_key(topology, run)
+    topology.live[STABLE_STACK] = model_key(topology, run)
 
     calls = proxy.since(row.calls_from)
     throttled = [c for c in calls if c.fault == "throttled"]
@@ -73,8 +71,7 @@ def test_throttling_on_a_share_of_calls_is_absorbed_by_botocore_retries(
 def test_an_outage_longer_than_the_retries_fails_clearly_and_the_airflow_retry_completes(
         clean_faults: FaultTopology, tmp_path: Path) -> None:
     topology = clean_faults
-    proxy = topology.proxy
-    assert proxy is not None
+    proxy = proxy_of(topology)
     row = Row("AWS outage longer than botocore's retries", calls_from=len(proxy.calls))
     exhausted = threading.Event()
 
@@ -104,7 +101,7 @@ def test_an_outage_longer_than_the_retries_fails_clearly_and_the_airflow_retry_c
         proxy.outage(False)
     finished = time.monotonic()
     assert states == {run: "success"}, states
-    topology.live[STABLE_STACK] = _model_key(topology, run)
+    topology.live[STABLE_STACK] = model_key(topology, run)
     assert row.injected_at, "the outage never started: no stack call was made"
 
     # the first try failed naming the endpoint and the step; the second one completed

@@ -20,6 +20,8 @@ from testkit.fault_runs import (
     STABLE_STACK,
     Row,
     check_recovered,
+    model_key,
+    proxy_of,
     report,
     tries,
     trigger,
@@ -87,8 +89,7 @@ def _trigger_events(topology: FaultTopology, run_id: str) -> int:
 def test_triggerer_killed_with_five_deferred_sensors_resumes_every_trigger_once(
         clean_faults: FaultTopology, tmp_path: Path) -> None:
     topology = clean_faults
-    proxy = topology.proxy
-    assert proxy is not None
+    proxy = proxy_of(topology)
     api = topology.api()
     template = deployment_template_with_hold(tmp_path / "held_template.json")
     row = Row("triggerer SIGKILL with five deferred sensors", calls_from=len(proxy.calls))
@@ -148,8 +149,7 @@ def test_triggerer_killed_with_five_deferred_sensors_resumes_every_trigger_once(
 def test_scheduler_killed_mid_backfill_deploys_every_date_once_in_order(
         clean_faults: FaultTopology, tmp_path: Path) -> None:
     topology = clean_faults
-    proxy = topology.proxy
-    assert proxy is not None
+    proxy = proxy_of(topology)
     row = Row("scheduler SIGKILL mid five-date backfill", calls_from=len(proxy.calls))
     runs = _backfill(topology, datetime(2025, 2, 1, 2, tzinfo=UTC), {}, max_active_runs=1)
     ids = [r["dag_run_id"] for r in runs]
@@ -194,8 +194,7 @@ def _parameter(params: dict[str, str], name: str) -> str | None:
 def test_postgres_restarted_with_a_run_in_flight_every_component_reconnects(
         clean_faults: FaultTopology, tmp_path: Path) -> None:
     topology = clean_faults
-    proxy = topology.proxy
-    assert proxy is not None
+    proxy = proxy_of(topology)
     row = Row("PostgreSQL restart with a run in flight", calls_from=len(proxy.calls))
     run = trigger(topology, {})
     wait_for_task_state(topology, run, "prepare_deployment", {"running"})
@@ -207,8 +206,7 @@ def test_postgres_restarted_with_a_run_in_flight_every_component_reconnects(
     states = wait_finished(topology, {run}, revived=revived)
     finished = time.monotonic()
     assert states == {run: "success"}, states
-    topology.live[STABLE_STACK] = str(topology.api().xcom(DAG_ID, run, "train_model",
-                                                          "model_s3_key"))
+    topology.live[STABLE_STACK] = model_key(topology, run)
     for name in set(revived):  # what exited is healthy again
         topology.restart_check(name)
     row.notes.update(retried_tasks=sum(n - 1 for n in tries(topology, run).values()),

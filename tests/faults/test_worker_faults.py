@@ -24,6 +24,8 @@ from testkit.fault_runs import (
     STABLE_STACK,
     Row,
     check_recovered,
+    model_key,
+    proxy_of,
     report,
     tries,
     trigger,
@@ -68,9 +70,6 @@ class Killer:
         return self.call
 
 
-def _model_key(topology: FaultTopology, run_id: str) -> str:
-    return str(topology.api().xcom(DAG_ID, run_id, "train_model", "model_s3_key"))
-
 
 def _key_of(call: Call) -> str:
     return call.path.split("?", 1)[0].split(f"/{DAG_BUCKET}/", 1)[1]
@@ -80,8 +79,7 @@ def _key_of(call: Call) -> str:
 def test_worker_killed_during_prepare_uploads_resends_only_what_was_incomplete(
         clean_faults: FaultTopology, tmp_path: Path) -> None:
     topology = clean_faults
-    proxy = topology.proxy
-    assert proxy is not None
+    proxy = proxy_of(topology)
     row = Row("worker SIGKILL during prepare's uploads", calls_from=len(proxy.calls))
     killer = Killer(topology, row)
     # the second part of the first multipart upload (the dependency layer) never arrives
@@ -127,7 +125,7 @@ def test_worker_killed_during_prepare_uploads_resends_only_what_was_incomplete(
                      completed_before_kill=len(completed))
     report(row, topology, finished)
     stack = topology.api().xcom(DAG_ID, run, "create_stack")["stack_name"]
-    check_recovered(topology, {run}, {**topology.live, stack: _model_key(topology, run)},
+    check_recovered(topology, {run}, {**topology.live, stack: model_key(topology, run)},
                     tmp_path)
     topology.delete_stacks([stack])
 
@@ -150,8 +148,7 @@ def _all_keys(prepared: Any) -> set[str]:
 def test_worker_killed_right_after_cloudformation_accepted_the_update_waits_for_it(
         clean_faults: FaultTopology, tmp_path: Path) -> None:
     topology = clean_faults
-    proxy = topology.proxy
-    assert proxy is not None
+    proxy = proxy_of(topology)
     row = Row("worker SIGKILL right after UpdateStack was accepted",
               calls_from=len(proxy.calls))
     killer = Killer(topology, row)
@@ -161,7 +158,7 @@ def test_worker_killed_right_after_cloudformation_accepted_the_update_waits_for_
     states = wait_finished(topology, {run})
     finished = time.monotonic()
     assert states == {run: "success"}, states
-    topology.live[STABLE_STACK] = _model_key(topology, run)
+    topology.live[STABLE_STACK] = model_key(topology, run)
     assert tries(topology, run)["create_stack"] == 2, tries(topology, run)
 
     calls = proxy.since(row.calls_from)
@@ -182,8 +179,7 @@ def test_worker_killed_right_after_cloudformation_accepted_the_update_waits_for_
 def test_worker_killed_during_a_canary_step_finishes_the_rollout_without_a_new_version(
         clean_faults: FaultTopology, tmp_path: Path) -> None:
     topology = clean_faults
-    proxy = topology.proxy
-    assert proxy is not None
+    proxy = proxy_of(topology)
     row = Row("worker SIGKILL during a promotion step", calls_from=len(proxy.calls))
     killer = Killer(topology, row)
     proxy.on(lambda c: c.service == "lambda" and c.method == "PUT"
@@ -194,7 +190,7 @@ def test_worker_killed_during_a_canary_step_finishes_the_rollout_without_a_new_v
     states = wait_finished(topology, {run})
     finished = time.monotonic()
     assert states == {run: "success"}, states
-    topology.live[STABLE_STACK] = _model_key(topology, run)
+    topology.live[STABLE_STACK] = model_key(topology, run)
     assert tries(topology, run)["promote"] == 2, tries(topology, run)
 
     calls = proxy.since(row.calls_from)
