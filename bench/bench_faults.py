@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
         report = Path(folder) / "faults.jsonl"
         done = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
             [sys.executable, "-m", "pytest", "tests/faults", "-q", "-p", "no:cacheprovider",
-             *argv], cwd=ROOT, env={**os.environ, "TDV_FAULT_REPORT": str(report)},
+             "-n", "0", *argv], cwd=ROOT, env={**os.environ, "TDV_FAULT_REPORT": str(report)},
             check=False)
         rows = [json.loads(line) for line in report.read_text().splitlines()] \
             if report.exists() else []

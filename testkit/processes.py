@@ -8,6 +8,7 @@ its environment, so that :mod:`testkit.topology` can find and end whatever outli
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import os
 import pwd
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 _apt_updated = False
+#: held while apt-get runs, across processes
+APT_LOCK = Path("/tmp/tdv-airflow-apt.lock")
 
 
 class TopologyError(RuntimeError):
@@ -80,11 +83,15 @@ def _apt_install(*packages: str) -> None:
         raise TopologyError(f"the Debian packages {packages} are needed: install them "
                             f"(apt-get install {' '.join(packages)})")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if not _apt_updated:
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=600)
-        _apt_updated = True
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
-                   check=True, env=env, timeout=900)
+    # test processes run side by side (pytest-xdist): one apt-get at a time, or dpkg's
+    # lock refuses the second
+    with open(APT_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _apt_updated:
+            subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=600)
+            _apt_updated = True
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                        *packages], check=True, env=env, timeout=900)
 
 
 def postgres_bindir() -> Path:
