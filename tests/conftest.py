@@ -152,7 +152,6 @@ def read_last_run(airflow_env: dict[str, str]) -> Callable[[str], dict[str, Any]
     return read
 
 
-
 #: Test files (or a package, for the fault suite's one topology) that take minutes: handed
 #: out first when the suite runs in parallel (``-n``), so no worker starts one last.
 LONGEST_FIRST = ("tests/faults/", "tests/dags/test_backfill.py",
