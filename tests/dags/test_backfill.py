@@ -194,6 +194,11 @@ def _key(model: str, date: str) -> str:
     return f"models/{model}/{date.replace('-', '')}T020000/model.pkl"
 
 
+def _stack(model: str, date: str) -> str:
+    """The per-version stack of the run of ``date`` (the version is its logical date)."""
+    return f"tdv-{model}-{date.replace('-', '')}T020000"
+
+
 def _backfill(sched: Scheduler, dates: list[str], max_active_runs: int, **conf: Any) -> None:
     # the schedule runs at 02:00: the window ends at the last date's run
     sched.while_scheduler_stopped(
@@ -231,10 +236,9 @@ def test_backfill_per_version_then_stable_then_clear(
     _backfill(scheduler, ["2025-05-04"], 1, stack_mode="per_version", model_name="bf",
               keep_versions=2)
     keys = model_keys_of_stacks(boto_session, local_aws.endpoint_url, cfn, "tdv-bf-")
-    assert sorted(keys.values()) == [_key("bf", "2025-05-03"), _key("bf", "2025-05-04")], keys
-    newest = next(name for name, key in keys.items() if key == _key("bf", "2025-05-04"))
-    tags = {t["Key"]: t["Value"]
-            for t in cfn.describe_stacks(StackName=newest)["Stacks"][0]["Tags"]}
+    assert keys == {_stack("bf", d): _key("bf", d) for d in ("2025-05-03", "2025-05-04")}, keys
+    tags = {t["Key"]: t["Value"] for t in cfn.describe_stacks(
+        StackName=_stack("bf", "2025-05-04"))["Stacks"][0]["Tags"]}
     assert tags["tdv-airflow:deployment"] == "tdv-bf"
 
     # stable: one stack, serving the newest version; updates never overlapped
